@@ -1,0 +1,1 @@
+"""HTTP routers: thin layers that parse, call the service and respond."""

@@ -1,0 +1,49 @@
+"""The only accessor of the Services object, and the auth dependency for /v1 routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .. import errors
+from ..keys import mask
+from ..state import Services
+
+MISSING_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_key(request: Request, services: ServicesDep) -> None:
+    """401 unless the request carries a configured key (only when keys are configured)."""
+    if not services.keys.enabled:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise errors.AuthenticationError(MISSING_KEY)
+    if not services.keys.check(key):
+        raise errors.AuthenticationError(
+            f"Incorrect API key provided: {mask(key)}.", code="invalid_api_key")
+
+
+def base_url(request: Request, services: Services) -> str:
+    """The base of hosted URLs: configured, or a trusted proxy's forwarded host, or the bind."""
+    settings = services.settings
+    if settings.public_base_url is None and settings.trust_proxy:
+        host = request.headers.get("x-forwarded-host")
+        if host:
+            proto = request.headers.get("x-forwarded-proto", "https").split(",")[0].strip()
+            return f"{proto}://{host.split(',')[0].strip()}"
+    return settings.base_url

@@ -1,0 +1,23 @@
+"""The `easel` command: serve the API, or call it as a client."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .generate import generate
+from .serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="easel")
+def cli() -> None:
+    """easel: OpenAI's Images API, self-hosted."""
+
+
+cli.add_command(serve)
+cli.add_command(generate)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,71 @@
+"""`easel serve`: bind (loopback by default), print the base URL and models, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+
+from ..settings import Settings, load_settings
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def describe(settings: Settings) -> str:
+    lines = [f"easel serving at [bold]{settings.base_url}/v1[/bold]"]
+    for spec in settings.models:
+        mode = "strict" if spec.strict else "lenient"
+        lines.append(f"  {spec.id}  ({spec.resolved_profile}, {mode}, backend {spec.backend})")
+    lines.append("auth: " + ("API keys required" if settings.api_keys else "none (no keys set)"))
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to bind (default 8000; 0 = any free).")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="A TOML configuration file.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where hosted images and the signing secret live.")
+@click.option("--allow-open", is_flag=True, default=None,
+              help="Serve a non-loopback address without API keys.")
+@click.option("--log-level", default=None, help="debug, info, warning or error.")
+def serve(host: str | None, port: int | None, config: Path | None, data_dir: Path | None,
+          allow_open: bool | None, log_level: str | None) -> None:
+    """Start the server with the embedded defaults or a configuration file."""
+    import uvicorn
+
+    from ..app import create_app
+
+    flags: dict[str, Any] = {k: v for k, v in {
+        "host": host, "port": port, "data_dir": data_dir, "allow_open": allow_open,
+        "log_level": log_level}.items() if v is not None}
+    try:
+        settings = load_settings(config, **flags)
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    if not settings.is_loopback and not settings.api_keys and not settings.allow_open:
+        raise click.ClickException(
+            f"refusing to serve {settings.host} without API keys: set EASEL_API_KEYS "
+            "(or api_keys in the config), or pass --allow-open to serve it open on purpose.")
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = _bind(settings.host, settings.port)
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    app = create_app(settings)
+    Console(stderr=True).print(describe(settings), highlight=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level, access_log=False,
+                                           timeout_graceful_shutdown=10))
+    server.run(sockets=[sock])

@@ -1,0 +1,131 @@
+"""Decode and validate uploaded images (limits, bombs, masks); encode results; base64."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import imagecodecs
+import numpy as np
+import pybase64
+from PIL import Image, UnidentifiedImageError
+
+from . import errors
+from .jobs import OutputFormat
+
+#: What OpenAI accepts as image uploads, by Pillow format name and MIME type.
+FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+MIME_TYPES = ("image/jpeg", "image/png", "image/webp")
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+MB = 1024 * 1024
+
+# Pillow's own bomb guard stays on as a second line behind the explicit check below.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+# Everything Pillow may raise while parsing hostile bytes. This is a narrow scope around a
+# third-party decoder of untrusted input, so these mean "not a valid image", never our bug.
+_DECODE_ERRORS = (
+    OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError,
+    struct.error, zlib.error, UnidentifiedImageError,
+    Image.DecompressionBombError, Image.DecompressionBombWarning,
+)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file as it arrived."""
+
+    param: str
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+
+
+def check_mimetype(upload: Upload) -> None:
+    """Strict mode: OpenAI refuses file parts that do not declare an image type (CONTRACT §6)."""
+    declared = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if declared not in MIME_TYPES:
+        raise errors.BadRequestError(
+            f"Invalid file '{upload.param}': unsupported mimetype ('{declared}'). "
+            "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
+            code="unsupported_file_mimetype",
+            param=upload.param,
+        )
+
+
+def decode(upload: Upload, limits: Limits) -> Image.Image:
+    """Decode an upload fully, or raise a 400 that names the file and the reason."""
+    size = len(upload.data)
+    if size == 0:
+        raise errors.invalid_image(upload.param, "the file is empty.")
+    if size > limits.max_bytes:
+        raise errors.image_too_large(
+            upload.param,
+            f"file is {size / MB:.1f} MB; the limit is {limits.max_bytes / MB:g} MB.",
+        )
+    try:
+        image = Image.open(io.BytesIO(upload.data), formats=list(FORMATS))
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise errors.image_too_large(
+                upload.param,
+                f"image is {width}x{height} pixels ({width * height} in all); "
+                f"the limit is {limits.max_pixels} pixels.",
+            )
+        image.load()
+    except errors.APIError:
+        raise
+    except UnidentifiedImageError:
+        raise errors.invalid_image(
+            upload.param, "the file is not a PNG, JPEG or WebP image."
+        ) from None
+    except _DECODE_ERRORS as exc:
+        raise errors.invalid_image(upload.param, f"the image could not be decoded ({exc}).") from None
+    return image
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ALPHA_MODES or "transparency" in image.info
+
+
+def to_rgba(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGBA" else image.convert("RGBA")
+
+
+def encode(image: Image.Image, fmt: OutputFormat, compression: int = 100) -> bytes:
+    """Encode a result. `compression` is OpenAI's 0-100 `output_compression`, used as quality."""
+    if fmt == "png":
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):
+            image = image.convert("RGBA" if has_alpha(image) else "RGB")
+        # zlib level 1 with RLE and the SUB filter: 5-8x faster than Pillow's default (DESIGN §4).
+        return bytes(imagecodecs.png_encode(np.asarray(image), level=1, strategy=3, filter=16))
+    if fmt == "jpeg":
+        if image.mode != "RGB":
+            image = _over_white(image) if has_alpha(image) else image.convert("RGB")
+        return bytes(imagecodecs.jpeg8_encode(np.asarray(image), level=max(1, compression)))
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA" if has_alpha(image) else "RGB")
+    return bytes(imagecodecs.webp_encode(np.asarray(image), level=compression, method=0))
+
+
+def _over_white(image: Image.Image) -> Image.Image:
+    rgba = to_rgba(image)
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat
+
+
+def b64(data: bytes) -> str:
+    return str(pybase64.b64encode(data).decode("ascii"))
+
+
+MIME_OF: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

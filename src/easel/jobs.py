@@ -1,0 +1,95 @@
+"""Frozen job dataclasses handed to backends, and the delivery choices that stay with the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+Operation = Literal["generations", "edits", "variations"]
+Background = Literal["transparent", "opaque"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+ResponseFormat = Literal["b64_json", "url"]
+
+#: Called by a backend with (image index, preview index, preview) as a render progresses.
+PreviewSink = Callable[[int, int, Image.Image], None]
+
+
+@dataclass(frozen=True)
+class Render:
+    """What every operation shares: resolved values only, never `auto`."""
+
+    model: str
+    n: int
+    width: int
+    height: int
+    quality: str
+    background: Background
+    seed: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    style: str | None = None
+    #: How many intermediate previews the caller wants per image (0 when not streaming).
+    previews: int = 0
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    render: Render
+    prompt: str
+    operation: Operation = field(default="generations", init=False)
+
+
+@dataclass(frozen=True)
+class EditJob:
+    """Repaint the edit area of `images[0]`: the mask's alpha-0 pixels, else its own."""
+
+    render: Render
+    prompt: str
+    images: tuple[Image.Image, ...]
+    mask: Image.Image | None
+    input_fidelity: Literal["low", "high"] = "low"
+    operation: Operation = field(default="edits", init=False)
+
+
+@dataclass(frozen=True)
+class VariationJob:
+    render: Render
+    image: Image.Image
+    operation: Operation = field(default="variations", init=False)
+
+
+Job = GenerateJob | EditJob | VariationJob
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the finished images travel back; never seen by backends."""
+
+    output_format: OutputFormat
+    compression: int
+    response_format: ResponseFormat
+    stream: bool
+    partial_images: int
+    #: Whether the response carries gpt-image's top-level fields and usage.
+    gpt_fields: bool
+    #: dall-e-3 items carry `revised_prompt`.
+    revised_prompt: bool
+    #: Show the used seed on each data[] item (the model supports seeds).
+    show_seed: bool
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A backend's result for one image."""
+
+    image: Image.Image
+    seed: int | None = None
+    revised_prompt: str | None = None

@@ -1,0 +1,281 @@
+"""Per-profile parameter rules (gpt-image, dall-e-2, dall-e-3; strict or lenient) that turn a request into a Job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PIL import Image
+
+from . import errors, imaging, usage
+from .backends.base import Capabilities
+from .imaging import Limits, Upload
+from .jobs import (
+    Delivery,
+    EditJob,
+    GenerateJob,
+    Job,
+    Operation,
+    Render,
+    VariationJob,
+)
+from .params import Param, first_unknown, validate
+from .settings import ModelSpec, parse_size
+
+MB = 1024 * 1024
+PROMPT_LIMIT = {"gpt-image": 32000, "dall-e-2": 1000, "dall-e-3": 4000}
+QUALITIES = {
+    "gpt-image": ("low", "medium", "high", "auto"),
+    "dall-e-2": ("standard", "auto"),
+    "dall-e-3": ("standard", "hd", "auto"),
+}
+#: Which files each operation takes, as multipart part names.
+FILE_PARTS: dict[Operation, tuple[str, ...]] = {
+    "generations": (),
+    "edits": ("image", "image[]", "mask"),
+    "variations": ("image",),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request: the job for the backend and what the service does with its result."""
+
+    job: Job
+    delivery: Delivery
+    usage: dict[str, Any]
+
+
+class ModelRules:
+    """The parameter tables of one served model, built once from its spec and capabilities."""
+
+    def __init__(self, spec: ModelSpec, caps: Capabilities) -> None:
+        self.spec = spec
+        self.caps = caps
+        self.profile = spec.resolved_profile
+        self.strict = spec.strict
+        self._tables = {
+            (op, json): self._table(op, json)
+            for op in ("generations", "edits", "variations")
+            for json in (False, True)
+        }
+
+    # -- which operations this model serves ----------------------------------------------
+
+    def check_operation(self, op: Operation) -> None:
+        model = self.spec.id
+        if op == "variations" and self.profile != "dall-e-2" and (
+            self.strict or self.profile != "gpt-image"
+        ):
+            raise errors.value_must_be("model", model, ["dall-e-2"])
+        if op == "edits" and self.profile == "dall-e-3":
+            raise errors.value_must_be("model", model, ["dall-e-2", "gpt-image-1"])
+        if op not in self.caps.operations:
+            raise errors.BadRequestError(
+                f"The model '{model}' does not support image {op}.",
+                code="invalid_value", param="model",
+            )
+
+    def params(self, op: Operation, *, json: bool = False) -> dict[str, Param]:
+        return self._tables[(op, json)]
+
+    # -- tables --------------------------------------------------------------------------
+
+    def _table(self, op: Operation, json: bool) -> dict[str, Param]:
+        gpt = self.profile == "gpt-image"
+        sizes = self.spec.allowed_sizes + (("auto",) if gpt else ())
+        default_format = "b64_json" if gpt else "url"
+        background = ("transparent", "opaque", "auto") if self.caps.transparent_background else (
+            "opaque", "auto")
+        fields: list[Param] = []
+        if op != "variations":
+            fields.append(Param("prompt", "string", max_length=PROMPT_LIMIT[self.profile],
+                                required=True, doc="What to draw."))
+        fields.append(Param("model", "string", doc="A served model id."))
+        fields.append(Param("n", "integer", minimum=1,
+                            maximum=1 if self.profile == "dall-e-3" else 10, default=1))
+        fields.append(Param("size", "string", choices=sizes,
+                            default="auto" if gpt else self.spec.resolved_default_size))
+        if self.profile == "dall-e-3":
+            fields.append(Param("style", "string", choices=("vivid", "natural"), default="vivid"))
+        if gpt:
+            fields += [
+                Param("quality", "string", choices=QUALITIES[self.profile], default="auto"),
+                Param("background", "string", choices=background, default="auto"),
+                Param("output_format", "string", choices=("png", "jpeg", "webp"), default="png"),
+                Param("output_compression", "integer", minimum=0, maximum=100),
+            ]
+            if op == "generations" or json:
+                fields.append(Param("moderation", "string", choices=("low", "auto"),
+                                    default="auto"))
+            if op == "edits":
+                fields.append(Param("input_fidelity", "string", choices=("high", "low"),
+                                    default="low"))
+            if op != "variations":
+                fields += [
+                    Param("stream", "boolean", default=False),
+                    Param("partial_images", "integer", minimum=0, maximum=3, default=0),
+                ]
+        elif op != "variations":
+            fields.append(Param("quality", "string", choices=QUALITIES[self.profile],
+                                default="auto"))
+        if not gpt or not self.strict:
+            fields.append(Param("response_format", "string", choices=("url", "b64_json"),
+                                default=default_format))
+        fields.append(Param("user", "string"))
+        fields += self._extensions(op)
+        return {p.name: p for p in fields}
+
+    def _extensions(self, op: Operation) -> list[Param]:
+        caps, out = self.caps, []
+        if "seed" in caps.extensions:
+            out.append(Param("seed", "integer", minimum=0, maximum=2**32 - 1,
+                             doc="easel: same seed, prompt and parameters give the same pixels."))
+        if "negative_prompt" in caps.extensions and op != "variations":
+            out.append(Param("negative_prompt", "string",
+                             max_length=PROMPT_LIMIT[self.profile], doc="easel: what to avoid."))
+        if "steps" in caps.extensions:
+            out.append(Param("steps", "integer", minimum=1, maximum=caps.max_steps,
+                             doc="easel: denoising steps."))
+        if "guidance_scale" in caps.extensions:
+            low, high = caps.guidance_range
+            out.append(Param("guidance_scale", "number", minimum=low, maximum=high,
+                             doc="easel: classifier-free guidance scale."))
+        return out
+
+    # -- a request into a Plan -----------------------------------------------------------
+
+    def plan(self, op: Operation, raw: Mapping[str, Any], files: Mapping[str, Sequence[Upload]],
+             *, from_form: bool, json: bool, limits: Limits) -> Plan:
+        """Validate everything, decode the uploads, and resolve every `auto`."""
+        self.check_operation(op)
+        table = self.params(op, json=json)
+        for name in raw:
+            if name in FILE_PARTS[op]:
+                raise errors.invalid_type(name, "a file", "a string")
+        unknown = first_unknown(raw, table) or first_unknown(
+            [name for name in files if name not in FILE_PARTS[op]], {})
+        if unknown is not None:
+            raise errors.unknown_parameter(unknown)
+        v = validate(table, raw, from_form=from_form)
+        images, mask = self._images(op, files, limits, json)
+        return self._resolve(op, v, images, mask, output_compression_given=(
+            raw.get("output_compression") is not None))
+
+    def _images(self, op: Operation, files: Mapping[str, Sequence[Upload]], limits: Limits,
+                json: bool) -> tuple[list[Image.Image], Image.Image | None]:
+        if op == "generations":
+            return [], None
+        uploads = [*files.get("image", ()), *files.get("image[]", ())]
+        name = "images" if json else "image"
+        if not json and (len(uploads) > 1 or files.get("image[]")):
+            uploads = [replace(u, param=f"image[{i}]") for i, u in enumerate(uploads)]
+        if not uploads:
+            raise errors.missing_required(name)
+        dalle = self.profile == "dall-e-2"
+        most = 1 if dalle or op == "variations" else min(16, self.caps.max_input_images)
+        if len(uploads) > most:
+            raise errors.BadRequestError(
+                f"Invalid '{name}': array too long. Expected an array with maximum length "
+                f"{most}, but got an array with length {len(uploads)} instead.",
+                code="array_above_max_length", param=name)
+        file_limits = Limits(max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB),
+                             max_pixels=limits.max_pixels)
+        images = [self._decode(u, file_limits) for u in uploads]
+        if dalle:
+            self._dalle_image(images[0], needs_alpha=op == "edits" and not files.get("mask"))
+        masks = files.get("mask", ())
+        if not masks:
+            return images, None
+        if len(masks) > 1:
+            raise errors.invalid_mask("only one mask may be given")
+        mask = self._decode(masks[0], Limits(max_bytes=min(limits.max_bytes, 4 * MB),
+                                             max_pixels=limits.max_pixels))
+        if mask.format != "PNG" or not imaging.has_alpha(mask):
+            raise errors.invalid_mask("mask image missing alpha channel")
+        if mask.size != images[0].size:
+            raise errors.invalid_mask("mask size does not match image size")
+        return images, imaging.to_rgba(mask)
+
+    def _decode(self, upload: Upload, limits: Limits) -> Image.Image:
+        if self.strict:
+            imaging.check_mimetype(upload)
+        return imaging.decode(upload, limits)
+
+    @staticmethod
+    def _dalle_image(image: Image.Image, *, needs_alpha: bool) -> None:
+        if image.format != "PNG":
+            raise errors.BadRequestError(
+                f"Invalid input image - format must be PNG, got {image.format}.",
+                code="invalid_image_format", param="image")
+        if image.width != image.height:
+            raise errors.BadRequestError(
+                f"Invalid input image - image must be square, got {image.width}x{image.height}.",
+                code="invalid_image_format", param="image")
+        if needs_alpha and not imaging.has_alpha(image):
+            raise errors.BadRequestError(
+                f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], got {image.mode}.",
+                code="invalid_image_format", param="image")
+
+    def _resolve(self, op: Operation, v: dict[str, Any], images: list[Image.Image],
+                 mask: Image.Image | None, *, output_compression_given: bool) -> Plan:
+        gpt = self.profile == "gpt-image"
+        fmt = v.get("output_format") or "png"
+        compression = v.get("output_compression")
+        background = v.get("background") or "auto"
+        if gpt and fmt == "png" and output_compression_given and compression < 100:
+            raise errors.BadRequestError(
+                "Compression less than 100 is not supported for PNG output format",
+                code="invalid_png_output_compression", param="output_compression",
+                type=errors.USER_ERROR)
+        if background == "transparent" and fmt == "jpeg":
+            raise errors.BadRequestError(
+                "Transparent background is not supported for the 'jpeg' output format; "
+                "use 'png' or 'webp'.", code="invalid_value", param="background")
+        size = v["size"]
+        if size == "auto":
+            size = self._auto_size(images[0] if images else None)
+        width, height = parse_size(size) or (1024, 1024)
+        quality = v.get("quality") or "auto"
+        if quality == "auto":
+            quality = self.spec.resolved_default_quality
+        stream = bool(v.get("stream"))
+        partials = int(v.get("partial_images") or 0) if stream else 0
+        render = Render(
+            model=self.spec.id, n=v["n"], width=width, height=height, quality=quality,
+            background="transparent" if background == "transparent" else "opaque",
+            seed=v.get("seed"), steps=v.get("steps"), guidance_scale=v.get("guidance_scale"),
+            negative_prompt=v.get("negative_prompt"), style=v.get("style"), previews=partials,
+        )
+        prompt = v.get("prompt")
+        job: Job
+        if op == "generations":
+            job = GenerateJob(render=render, prompt=prompt)
+        elif op == "edits":
+            job = EditJob(render=render, prompt=prompt, images=tuple(images), mask=mask,
+                          input_fidelity=v.get("input_fidelity") or "low")
+        else:
+            job = VariationJob(render=render, image=images[0])
+        delivery = Delivery(
+            output_format=fmt, compression=100 if compression is None else compression,
+            response_format=v.get("response_format") or "b64_json", stream=stream,
+            partial_images=partials, gpt_fields=gpt, revised_prompt=self.profile == "dall-e-3",
+            show_seed="seed" in self.caps.extensions,
+        )
+        cost = usage.usage(prompt, [im.size for im in images], v.get("input_fidelity") or "low",
+                           quality, width, height, render.n)
+        return Plan(job=job, delivery=delivery, usage=cost)
+
+    def _auto_size(self, first: Image.Image | None) -> str:
+        """`auto`: the default size, or for edits the allowed size closest to the input's shape."""
+        if first is None:
+            return self.spec.resolved_default_size
+        aspect = first.width / first.height
+        area = first.width * first.height
+
+        def distance(size: str) -> tuple[float, float]:
+            w, h = parse_size(size) or (1, 1)
+            return (abs(w / h - aspect), abs(w * h - area))
+
+        return min(self.spec.allowed_sizes, key=distance)

@@ -1,0 +1,230 @@
+"""Settings and ModelSpec: a TOML file, EASEL_* variables and CLI flags; the only reader of the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["gpt-image", "dall-e-2", "dall-e-3"]
+
+#: OpenAI's own size lists, in the order its error messages name them.
+STRICT_SIZES: dict[str, tuple[str, ...]] = {
+    "gpt-image": ("1024x1024", "1024x1536", "1536x1024"),
+    "dall-e-2": ("256x256", "512x512", "1024x1024"),
+    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
+}
+#: What a lenient model accepts unless the operator lists its own sizes.
+LENIENT_SIZES: dict[str, tuple[str, ...]] = {
+    "gpt-image": ("256x256", "512x512", "1024x1024", "1024x1536", "1536x1024"),
+    "dall-e-2": STRICT_SIZES["dall-e-2"],
+    "dall-e-3": STRICT_SIZES["dall-e-3"],
+}
+DEFAULT_QUALITY: dict[str, str] = {"gpt-image": "medium", "dall-e-2": "standard", "dall-e-3": "standard"}
+
+
+def profile_for(model_id: str) -> Profile:
+    """The profile a model id gets when the operator names none (CONTRACT §0)."""
+    if model_id == "dall-e-2":
+        return "dall-e-2"
+    if model_id == "dall-e-3":
+        return "dall-e-3"
+    return "gpt-image"
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """`WIDTHxHEIGHT` as two positive ints, or None when the text is not a size."""
+    width, sep, height = size.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        return None
+    w, h = int(width), int(height)
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/easel`, else `~/.local/share/easel`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "easel"
+
+
+class ModelSpec(BaseModel):
+    """One served model: its id, the backend that renders it and the API surface it shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, description="The model id clients send as `model`.")
+    backend: str = Field("placeholder", description="Backend name: `placeholder`, or an entry point.")
+    profile: Profile | None = Field(
+        None, description="API surface: gpt-image, dall-e-2 or dall-e-3 (default: from the id)."
+    )
+    strict: bool = Field(False, description="Reproduce OpenAI exactly instead of the lenient superset.")
+    sizes: list[str] | None = Field(
+        None, description="Sizes a lenient model accepts (default: the profile's list)."
+    )
+    default_size: str | None = Field(None, description="What `size=auto` resolves to.")
+    default_quality: str | None = Field(None, description="What `quality=auto` resolves to.")
+    owned_by: str = Field("easel", description="The `owned_by` shown in /v1/models.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_parse(cls, sizes: list[str] | None) -> list[str] | None:
+        for size in sizes or []:
+            if parse_size(size) is None:
+                raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+        return sizes
+
+    @property
+    def resolved_profile(self) -> Profile:
+        return self.profile or profile_for(self.id)
+
+    @property
+    def allowed_sizes(self) -> tuple[str, ...]:
+        """The concrete sizes this model accepts, in the order messages list them."""
+        profile = self.resolved_profile
+        if self.strict:
+            return STRICT_SIZES[profile]
+        return tuple(self.sizes) if self.sizes else LENIENT_SIZES[profile]
+
+    @property
+    def resolved_default_size(self) -> str:
+        sizes = self.allowed_sizes
+        if self.default_size:
+            return self.default_size
+        return "1024x1024" if "1024x1024" in sizes else sizes[0]
+
+    @property
+    def resolved_default_quality(self) -> str:
+        return self.default_quality or DEFAULT_QUALITY[self.resolved_profile]
+
+    @model_validator(mode="after")
+    def _default_size_allowed(self) -> ModelSpec:
+        if self.default_size and self.default_size not in self.allowed_sizes:
+            raise ValueError(
+                f"model {self.id!r}: default_size {self.default_size!r} is not one of "
+                f"{list(self.allowed_sizes)}"
+            )
+        return self
+
+
+def _default_models() -> list[ModelSpec]:
+    return [ModelSpec(id="gpt-image-1"), ModelSpec(id="dall-e-2"), ModelSpec(id="dall-e-3")]
+
+
+class Settings(BaseSettings):
+    """Everything easel reads from its configuration; every field has a default and a description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EASEL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback unless told otherwise.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to bind (0 picks a free one).")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where hosted images and the URL-signing secret live.",
+    )
+    public_base_url: str | None = Field(
+        None, description="Base of hosted image URLs, e.g. https://images.example.com."
+    )
+    trust_proxy: bool = Field(
+        False, description="Build URLs from X-Forwarded-Proto/-Host when no public_base_url is set."
+    )
+    url_ttl_seconds: int = Field(3600, ge=1, description="How long a hosted image URL stays valid.")
+    sweep_interval_seconds: float = Field(
+        60.0, gt=0, description="How often expired hosted images are deleted."
+    )
+    max_body_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above it)."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest decoded upload (width x height); bombs get a 400."
+    )
+    allow_remote_images: bool = Field(
+        False, description="Fetch http(s) `image_url`s in JSON edits (never private addresses)."
+    )
+    remote_image_timeout: float = Field(10.0, gt=0, description="Timeout for one remote fetch, s.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Static API keys (EASEL_API_KEYS, comma separated)."
+    )
+    allow_open: bool = Field(
+        False, description="Serve without keys on a non-loopback address (off: refuse to start)."
+    )
+    default_model: str | None = Field(None, description="Model used when a request names none.")
+    models: list[ModelSpec] = Field(
+        default_factory=_default_models, description="The served models (see the README)."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        ids = [m.id for m in self.models]
+        if not ids:
+            raise ValueError("at least one model must be served")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"model ids must be unique, got {ids}")
+        if self.default_model is not None and self.default_model not in ids:
+            raise ValueError(f"default_model {self.default_model!r} is not one of {ids}")
+        return self
+
+    @property
+    def default_model_id(self) -> str:
+        return self.default_model or self.models[0].id
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether `host` only accepts connections from this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL, or the bound address when none is configured."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init) beat EASEL_* variables, which beat the TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from an optional TOML file, the environment and explicit overrides."""
+    if config is None:
+        return Settings(**overrides)
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config)
+
+    return _FromFile(**overrides)

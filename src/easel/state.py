@@ -1,0 +1,20 @@
+"""The one typed Services object that create_app builds and api/deps.py hands to the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .keys import StaticKeys
+from .service import ImageService
+from .settings import Settings
+from .sources import RemotePolicy
+from .storage import LocalStorage
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    service: ImageService
+    storage: LocalStorage
+    keys: StaticKeys
+    remote: RemotePolicy
