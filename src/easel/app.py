@@ -1,4 +1,4 @@
-"""create_app(settings) -> FastAPI: wires services, routers and error rendering; the lifespan starts backends and the sweep."""
+"""create_app(settings) -> FastAPI: services, routers, error rendering; a lifespan for backends and sweeps."""
 
 from __future__ import annotations
 
@@ -44,14 +44,20 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
         service=ImageService(served, settings.default_model_id, storage, limits),
         storage=storage,
         keys=StaticKeys(settings.api_keys),
-        remote=RemotePolicy(enabled=settings.allow_remote_images,
-                            timeout=settings.remote_image_timeout,
-                            max_bytes=settings.max_body_bytes),
+        remote=RemotePolicy(
+            enabled=settings.allow_remote_images,
+            timeout=settings.remote_image_timeout,
+            max_bytes=settings.max_body_bytes,
+        ),
     )
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None,
-               backends: Mapping[str, Backend] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    backends: Mapping[str, Backend] | None = None,
+) -> FastAPI:
     """The ASGI app. Pass `services` (or `backends`) to substitute parts in tests."""
     settings = settings or (services.settings if services else Settings())
     services = services or build_services(settings, backends)
@@ -71,9 +77,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 await anyio.to_thread.run_sync(model.backend.close)
             await services.storage.close()
 
-    app = FastAPI(title="easel", version=__version__, lifespan=lifespan,
-                  description="OpenAI's Images API, self-hosted.", docs_url="/docs",
-                  redoc_url=None)
+    app = FastAPI(
+        title="easel",
+        version=__version__,
+        lifespan=lifespan,
+        description="OpenAI's Images API, self-hosted.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.services = services
     for router in (images.router, models.router, files.router, health.router):
         app.include_router(router)
@@ -91,7 +102,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         cls = errors.MethodNotAllowedError if exc.status_code == 405 else errors.NotFoundError
-        error = cls(f"Invalid URL ({request.method} {request.url.path})")
+        error: errors.APIError = cls(f"Invalid URL ({request.method} {request.url.path})")
         if exc.status_code not in (404, 405):
             error = errors.APIError(str(exc.detail), type=errors.INVALID_REQUEST)
             error.status = exc.status_code
@@ -101,8 +112,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return errors.render(errors.BadRequestError(
-            f"Invalid request: {first.get('msg', 'invalid input')}.", param=where))
+        return errors.render(
+            errors.BadRequestError(f"Invalid request: {first.get('msg', 'invalid input')}.", param=where)
+        )
 
     app.add_exception_handler(errors.APIError, api_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -114,8 +126,9 @@ def _openapi(app: FastAPI, services: Services) -> Callable[[], dict[str, Any]]:
 
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             app.openapi_schema = openapi.install(schema, services.service.models.values())
         return app.openapi_schema
 

@@ -24,7 +24,7 @@ class APIError(Exception):
         *,
         code: str | None = None,
         param: str | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors the envelope's key
+        type: str | None = None,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:

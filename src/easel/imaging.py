@@ -28,9 +28,18 @@ warnings.simplefilter("error", Image.DecompressionBombWarning)
 # Everything Pillow may raise while parsing hostile bytes. This is a narrow scope around a
 # third-party decoder of untrusted input, so these mean "not a valid image", never our bug.
 _DECODE_ERRORS = (
-    OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError,
-    struct.error, zlib.error, UnidentifiedImageError,
-    Image.DecompressionBombError, Image.DecompressionBombWarning,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
 )
 
 
@@ -84,10 +93,10 @@ def decode(upload: Upload, limits: Limits) -> Image.Image:
         image.load()
     except errors.APIError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise errors.image_too_large(upload.param, f"the image has too many pixels ({exc})") from None
     except UnidentifiedImageError:
-        raise errors.invalid_image(
-            upload.param, "the file is not a PNG, JPEG or WebP image."
-        ) from None
+        raise errors.invalid_image(upload.param, "the file is not a PNG, JPEG or WebP image.") from None
     except _DECODE_ERRORS as exc:
         raise errors.invalid_image(upload.param, f"the image could not be decoded ({exc}).") from None
     return image

@@ -12,28 +12,49 @@ from .service import ServedModel
 BINARY = {"type": "string", "format": "binary"}
 IMAGE_REF = {
     "type": "object",
-    "properties": {"image_url": {"type": "string", "description": "A data: URL (or http(s))."},
-                   "file_id": {"type": "string"}},
+    "properties": {
+        "image_url": {"type": "string", "description": "A data: URL (or http(s))."},
+        "file_id": {"type": "string"},
+    },
 }
 ERROR = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"],
-                             "properties": {"message": {"type": "string"},
-                                            "type": {"type": "string"},
-                                            "param": {"type": ["string", "null"]},
-                                            "code": {"type": ["string", "null"]}}}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
 }
 IMAGES_RESPONSE = {
     "type": "object",
     "required": ["created", "data"],
     "properties": {
         "created": {"type": "integer"},
-        "data": {"type": "array", "items": {"type": "object", "properties": {
-            "b64_json": {"type": "string"}, "url": {"type": "string"},
-            "revised_prompt": {"type": "string"}, "seed": {"type": "integer"}}}},
-        "background": {"type": "string"}, "output_format": {"type": "string"},
-        "size": {"type": "string"}, "quality": {"type": "string"}, "usage": {"type": "object"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "b64_json": {"type": "string"},
+                    "url": {"type": "string"},
+                    "revised_prompt": {"type": "string"},
+                    "seed": {"type": "integer"},
+                },
+            },
+        },
+        "background": {"type": "string"},
+        "output_format": {"type": "string"},
+        "size": {"type": "string"},
+        "quality": {"type": "string"},
+        "usage": {"type": "object"},
     },
 }
 PATHS: dict[str, Operation] = {
@@ -75,22 +96,28 @@ def _body(models: list[ServedModel], op: Operation) -> dict[str, Any]:
     form = _fields(models, op, json=False)
     required = ["prompt"] if "prompt" in form else []
     if op == "generations":
-        content["application/json"] = {"schema": {
-            "type": "object", "properties": form, "required": required}}
+        content["application/json"] = {"schema": {"type": "object", "properties": form, "required": required}}
         return {"required": True, "content": content}
     files: dict[str, Any] = {"image": BINARY}
     if op == "edits":
         files |= {"image[]": {"type": "array", "items": BINARY, "maxItems": 16}, "mask": BINARY}
-    content["multipart/form-data"] = {"schema": {
-        "type": "object", "properties": files | form, "required": [*required, "image"]}}
+    content["multipart/form-data"] = {
+        "schema": {"type": "object", "properties": files | form, "required": [*required, "image"]}
+    }
     if op == "edits":
         as_json = _fields(models, op, json=True)
         if as_json:
-            content["application/json"] = {"schema": {
-                "type": "object", "required": ["images", "prompt"],
-                "properties": {"images": {"type": "array", "minItems": 1, "maxItems": 16,
-                                          "items": IMAGE_REF},
-                               "mask": IMAGE_REF} | as_json}}
+            content["application/json"] = {
+                "schema": {
+                    "type": "object",
+                    "required": ["images", "prompt"],
+                    "properties": {
+                        "images": {"type": "array", "minItems": 1, "maxItems": 16, "items": IMAGE_REF},
+                        "mask": IMAGE_REF,
+                    }
+                    | as_json,
+                }
+            }
     return {"required": True, "content": content}
 
 
@@ -105,9 +132,12 @@ def install(schema: dict[str, Any], models: Iterable[ServedModel]) -> dict[str, 
             ok["text/event-stream"] = {"schema": {"type": "string"}}
         post["responses"] = {
             "200": {"description": "The images, or a stream of image events.", "content": ok},
-            "default": {"description": "An OpenAI error envelope.",
-                        "content": {"application/json": {"schema": ERROR}}},
+            "default": {
+                "description": "An OpenAI error envelope.",
+                "content": {"application/json": {"schema": ERROR}},
+            },
         }
     schema.setdefault("components", {})["securitySchemes"] = {
-        "ApiKeyAuth": {"type": "http", "scheme": "bearer"}}
+        "ApiKeyAuth": {"type": "http", "scheme": "bearer"}
+    }
     return schema

@@ -12,8 +12,7 @@ from . import errors
 
 Kind = Literal["string", "integer", "number", "boolean"]
 _INT = re.compile(r"^[+-]?\d{1,20}$")
-_EXPECTED = {"string": "a string", "integer": "an integer", "number": "a number",
-             "boolean": "a boolean"}
+_EXPECTED = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean"}
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,7 @@ def first_unknown(given: Iterable[str], known: Mapping[str, object]) -> str | No
     return None
 
 
-def validate(params: Mapping[str, Param], raw: Mapping[str, Any], *,
-             from_form: bool) -> dict[str, Any]:
+def validate(params: Mapping[str, Param], raw: Mapping[str, Any], *, from_form: bool) -> dict[str, Any]:
     """Every field of `params` typed and checked, one at a time, in the table's order.
 
     JSON `null` means "not given". Unknown fields must be rejected before this is called.

@@ -1,4 +1,4 @@
-"""Per-profile parameter rules (gpt-image, dall-e-2, dall-e-3; strict or lenient) that turn a request into a Job."""
+"""Per-profile parameter rules (gpt-image, dall-e-2, dall-e-3; strict or lenient): a request into a Job."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .jobs import (
     GenerateJob,
     Job,
     Operation,
+    OutputFormat,
     Render,
     VariationJob,
 )
@@ -65,16 +66,15 @@ class ModelRules:
 
     def check_operation(self, op: Operation) -> None:
         model = self.spec.id
-        if op == "variations" and self.profile != "dall-e-2" and (
-            self.strict or self.profile != "gpt-image"
-        ):
+        if op == "variations" and self.profile != "dall-e-2" and (self.strict or self.profile != "gpt-image"):
             raise errors.value_must_be("model", model, ["dall-e-2"])
         if op == "edits" and self.profile == "dall-e-3":
             raise errors.value_must_be("model", model, ["dall-e-2", "gpt-image-1"])
         if op not in self.caps.operations:
             raise errors.BadRequestError(
                 f"The model '{model}' does not support image {op}.",
-                code="invalid_value", param="model",
+                code="invalid_value",
+                param="model",
             )
 
     def params(self, op: Operation, *, json: bool = False) -> dict[str, Param]:
@@ -86,17 +86,27 @@ class ModelRules:
         gpt = self.profile == "gpt-image"
         sizes = self.spec.allowed_sizes + (("auto",) if gpt else ())
         default_format = "b64_json" if gpt else "url"
-        background = ("transparent", "opaque", "auto") if self.caps.transparent_background else (
-            "opaque", "auto")
+        background = (
+            ("transparent", "opaque", "auto") if self.caps.transparent_background else ("opaque", "auto")
+        )
         fields: list[Param] = []
         if op != "variations":
-            fields.append(Param("prompt", "string", max_length=PROMPT_LIMIT[self.profile],
-                                required=True, doc="What to draw."))
+            fields.append(
+                Param(
+                    "prompt",
+                    "string",
+                    max_length=PROMPT_LIMIT[self.profile],
+                    required=True,
+                    doc="What to draw.",
+                )
+            )
         fields.append(Param("model", "string", doc="A served model id."))
-        fields.append(Param("n", "integer", minimum=1,
-                            maximum=1 if self.profile == "dall-e-3" else 10, default=1))
-        fields.append(Param("size", "string", choices=sizes,
-                            default="auto" if gpt else self.spec.resolved_default_size))
+        fields.append(
+            Param("n", "integer", minimum=1, maximum=1 if self.profile == "dall-e-3" else 10, default=1)
+        )
+        fields.append(
+            Param("size", "string", choices=sizes, default="auto" if gpt else self.spec.resolved_default_size)
+        )
         if self.profile == "dall-e-3":
             fields.append(Param("style", "string", choices=("vivid", "natural"), default="vivid"))
         if gpt:
@@ -107,22 +117,20 @@ class ModelRules:
                 Param("output_compression", "integer", minimum=0, maximum=100),
             ]
             if op == "generations" or json:
-                fields.append(Param("moderation", "string", choices=("low", "auto"),
-                                    default="auto"))
+                fields.append(Param("moderation", "string", choices=("low", "auto"), default="auto"))
             if op == "edits":
-                fields.append(Param("input_fidelity", "string", choices=("high", "low"),
-                                    default="low"))
+                fields.append(Param("input_fidelity", "string", choices=("high", "low"), default="low"))
             if op != "variations":
                 fields += [
                     Param("stream", "boolean", default=False),
                     Param("partial_images", "integer", minimum=0, maximum=3, default=0),
                 ]
         elif op != "variations":
-            fields.append(Param("quality", "string", choices=QUALITIES[self.profile],
-                                default="auto"))
+            fields.append(Param("quality", "string", choices=QUALITIES[self.profile], default="auto"))
         if not gpt or not self.strict:
-            fields.append(Param("response_format", "string", choices=("url", "b64_json"),
-                                default=default_format))
+            fields.append(
+                Param("response_format", "string", choices=("url", "b64_json"), default=default_format)
+            )
         fields.append(Param("user", "string"))
         fields += self._extensions(op)
         return {p.name: p for p in fields}
@@ -130,24 +138,53 @@ class ModelRules:
     def _extensions(self, op: Operation) -> list[Param]:
         caps, out = self.caps, []
         if "seed" in caps.extensions:
-            out.append(Param("seed", "integer", minimum=0, maximum=2**32 - 1,
-                             doc="easel: same seed, prompt and parameters give the same pixels."))
+            out.append(
+                Param(
+                    "seed",
+                    "integer",
+                    minimum=0,
+                    maximum=2**32 - 1,
+                    doc="easel: same seed, prompt and parameters give the same pixels.",
+                )
+            )
         if "negative_prompt" in caps.extensions and op != "variations":
-            out.append(Param("negative_prompt", "string",
-                             max_length=PROMPT_LIMIT[self.profile], doc="easel: what to avoid."))
+            out.append(
+                Param(
+                    "negative_prompt",
+                    "string",
+                    max_length=PROMPT_LIMIT[self.profile],
+                    doc="easel: what to avoid.",
+                )
+            )
         if "steps" in caps.extensions:
-            out.append(Param("steps", "integer", minimum=1, maximum=caps.max_steps,
-                             doc="easel: denoising steps."))
+            out.append(
+                Param("steps", "integer", minimum=1, maximum=caps.max_steps, doc="easel: denoising steps.")
+            )
         if "guidance_scale" in caps.extensions:
             low, high = caps.guidance_range
-            out.append(Param("guidance_scale", "number", minimum=low, maximum=high,
-                             doc="easel: classifier-free guidance scale."))
+            out.append(
+                Param(
+                    "guidance_scale",
+                    "number",
+                    minimum=low,
+                    maximum=high,
+                    doc="easel: classifier-free guidance scale.",
+                )
+            )
         return out
 
     # -- a request into a Plan -----------------------------------------------------------
 
-    def plan(self, op: Operation, raw: Mapping[str, Any], files: Mapping[str, Sequence[Upload]],
-             *, from_form: bool, json: bool, limits: Limits) -> Plan:
+    def plan(
+        self,
+        op: Operation,
+        raw: Mapping[str, Any],
+        files: Mapping[str, Sequence[Upload]],
+        *,
+        from_form: bool,
+        json: bool,
+        limits: Limits,
+    ) -> Plan:
         """Validate everything, decode the uploads, and resolve every `auto`."""
         self.check_operation(op)
         table = self.params(op, json=json)
@@ -155,16 +192,17 @@ class ModelRules:
             if name in FILE_PARTS[op]:
                 raise errors.invalid_type(name, "a file", "a string")
         unknown = first_unknown(raw, table) or first_unknown(
-            [name for name in files if name not in FILE_PARTS[op]], {})
+            [name for name in files if name not in FILE_PARTS[op]], {}
+        )
         if unknown is not None:
             raise errors.unknown_parameter(unknown)
         v = validate(table, raw, from_form=from_form)
         images, mask = self._images(op, files, limits, json)
-        return self._resolve(op, v, images, mask, output_compression_given=(
-            raw.get("output_compression") is not None))
+        return self._resolve(op, v, images, mask)
 
-    def _images(self, op: Operation, files: Mapping[str, Sequence[Upload]], limits: Limits,
-                json: bool) -> tuple[list[Image.Image], Image.Image | None]:
+    def _images(
+        self, op: Operation, files: Mapping[str, Sequence[Upload]], limits: Limits, json: bool
+    ) -> tuple[list[Image.Image], Image.Image | None]:
         if op == "generations":
             return [], None
         uploads = [*files.get("image", ()), *files.get("image[]", ())]
@@ -179,9 +217,12 @@ class ModelRules:
             raise errors.BadRequestError(
                 f"Invalid '{name}': array too long. Expected an array with maximum length "
                 f"{most}, but got an array with length {len(uploads)} instead.",
-                code="array_above_max_length", param=name)
-        file_limits = Limits(max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB),
-                             max_pixels=limits.max_pixels)
+                code="array_above_max_length",
+                param=name,
+            )
+        file_limits = Limits(
+            max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB), max_pixels=limits.max_pixels
+        )
         images = [self._decode(u, file_limits) for u in uploads]
         if dalle:
             self._dalle_image(images[0], needs_alpha=op == "edits" and not files.get("mask"))
@@ -190,8 +231,9 @@ class ModelRules:
             return images, None
         if len(masks) > 1:
             raise errors.invalid_mask("only one mask may be given")
-        mask = self._decode(masks[0], Limits(max_bytes=min(limits.max_bytes, 4 * MB),
-                                             max_pixels=limits.max_pixels))
+        mask = self._decode(
+            masks[0], Limits(max_bytes=min(limits.max_bytes, 4 * MB), max_pixels=limits.max_pixels)
+        )
         if mask.format != "PNG" or not imaging.has_alpha(mask):
             raise errors.invalid_mask("mask image missing alpha channel")
         if mask.size != images[0].size:
@@ -208,31 +250,42 @@ class ModelRules:
         if image.format != "PNG":
             raise errors.BadRequestError(
                 f"Invalid input image - format must be PNG, got {image.format}.",
-                code="invalid_image_format", param="image")
+                code="invalid_image_format",
+                param="image",
+            )
         if image.width != image.height:
             raise errors.BadRequestError(
                 f"Invalid input image - image must be square, got {image.width}x{image.height}.",
-                code="invalid_image_format", param="image")
+                code="invalid_image_format",
+                param="image",
+            )
         if needs_alpha and not imaging.has_alpha(image):
             raise errors.BadRequestError(
                 f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], got {image.mode}.",
-                code="invalid_image_format", param="image")
+                code="invalid_image_format",
+                param="image",
+            )
 
-    def _resolve(self, op: Operation, v: dict[str, Any], images: list[Image.Image],
-                 mask: Image.Image | None, *, output_compression_given: bool) -> Plan:
+    def _resolve(
+        self, op: Operation, v: dict[str, Any], images: list[Image.Image], mask: Image.Image | None
+    ) -> Plan:
         gpt = self.profile == "gpt-image"
-        fmt = v.get("output_format") or "png"
-        compression = v.get("output_compression")
+        fmt: OutputFormat = v.get("output_format") or "png"
+        compression: int | None = v.get("output_compression")
         background = v.get("background") or "auto"
-        if gpt and fmt == "png" and output_compression_given and compression < 100:
+        if gpt and fmt == "png" and compression is not None and compression < 100:
             raise errors.BadRequestError(
                 "Compression less than 100 is not supported for PNG output format",
-                code="invalid_png_output_compression", param="output_compression",
-                type=errors.USER_ERROR)
+                code="invalid_png_output_compression",
+                param="output_compression",
+                type=errors.USER_ERROR,
+            )
         if background == "transparent" and fmt == "jpeg":
             raise errors.BadRequestError(
-                "Transparent background is not supported for the 'jpeg' output format; "
-                "use 'png' or 'webp'.", code="invalid_value", param="background")
+                "Transparent background is not supported for the 'jpeg' output format; use 'png' or 'webp'.",
+                code="invalid_value",
+                param="background",
+            )
         size = v["size"]
         if size == "auto":
             size = self._auto_size(images[0] if images else None)
@@ -243,28 +296,52 @@ class ModelRules:
         stream = bool(v.get("stream"))
         partials = int(v.get("partial_images") or 0) if stream else 0
         render = Render(
-            model=self.spec.id, n=v["n"], width=width, height=height, quality=quality,
+            model=self.spec.id,
+            n=v["n"],
+            width=width,
+            height=height,
+            quality=quality,
             background="transparent" if background == "transparent" else "opaque",
-            seed=v.get("seed"), steps=v.get("steps"), guidance_scale=v.get("guidance_scale"),
-            negative_prompt=v.get("negative_prompt"), style=v.get("style"), previews=partials,
+            seed=v.get("seed"),
+            steps=v.get("steps"),
+            guidance_scale=v.get("guidance_scale"),
+            negative_prompt=v.get("negative_prompt"),
+            style=v.get("style"),
+            previews=partials,
         )
-        prompt = v.get("prompt")
+        prompt: str = v.get("prompt") or ""
         job: Job
         if op == "generations":
             job = GenerateJob(render=render, prompt=prompt)
         elif op == "edits":
-            job = EditJob(render=render, prompt=prompt, images=tuple(images), mask=mask,
-                          input_fidelity=v.get("input_fidelity") or "low")
+            job = EditJob(
+                render=render,
+                prompt=prompt,
+                images=tuple(images),
+                mask=mask,
+                input_fidelity=v.get("input_fidelity") or "low",
+            )
         else:
             job = VariationJob(render=render, image=images[0])
         delivery = Delivery(
-            output_format=fmt, compression=100 if compression is None else compression,
-            response_format=v.get("response_format") or "b64_json", stream=stream,
-            partial_images=partials, gpt_fields=gpt, revised_prompt=self.profile == "dall-e-3",
+            output_format=fmt,
+            compression=100 if compression is None else compression,
+            response_format=v.get("response_format") or "b64_json",
+            stream=stream,
+            partial_images=partials,
+            gpt_fields=gpt,
+            revised_prompt=self.profile == "dall-e-3",
             show_seed="seed" in self.caps.extensions,
         )
-        cost = usage.usage(prompt, [im.size for im in images], v.get("input_fidelity") or "low",
-                           quality, width, height, render.n)
+        cost = usage.usage(
+            prompt,
+            [im.size for im in images],
+            v.get("input_fidelity") or "low",
+            quality,
+            width,
+            height,
+            render.n,
+        )
         return Plan(job=job, delivery=delivery, usage=cost)
 
     def _auto_size(self, first: Image.Image | None) -> str:

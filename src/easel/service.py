@@ -41,9 +41,15 @@ class ServedModel:
         """The /v1/models entry: OpenAI's four keys, then easel's capability keys."""
         spec = self.rules.spec
         return {
-            "id": spec.id, "object": "model", "created": created, "owned_by": spec.owned_by,
-            "profile": self.rules.profile, "strict": spec.strict, "backend": spec.backend,
-            "sizes": list(spec.allowed_sizes), "default_size": spec.resolved_default_size,
+            "id": spec.id,
+            "object": "model",
+            "created": created,
+            "owned_by": spec.owned_by,
+            "profile": self.rules.profile,
+            "strict": spec.strict,
+            "backend": spec.backend,
+            "sizes": list(spec.allowed_sizes),
+            "default_size": spec.resolved_default_size,
             "default_quality": spec.resolved_default_quality,
             **self.rules.caps.describe(),
         }
@@ -58,8 +64,9 @@ class Encoded:
 class ImageService:
     """Validates requests into plans, runs them on their model's backend, and delivers the images."""
 
-    def __init__(self, models: Sequence[ServedModel], default_model: str, storage: Storage,
-                 limits: Limits) -> None:
+    def __init__(
+        self, models: Sequence[ServedModel], default_model: str, storage: Storage, limits: Limits
+    ) -> None:
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
         self.default_model = default_model
         self.storage = storage
@@ -78,17 +85,22 @@ class ImageService:
             raise errors.model_not_found(name)
         return model
 
-    async def plan(self, op: Operation, raw: Mapping[str, Any],
-                   files: Mapping[str, Sequence[Upload]], *, from_form: bool,
-                   json: bool = False) -> tuple[ServedModel, Plan]:
+    async def plan(
+        self,
+        op: Operation,
+        raw: Mapping[str, Any],
+        files: Mapping[str, Sequence[Upload]],
+        *,
+        from_form: bool,
+        json: bool = False,
+    ) -> tuple[ServedModel, Plan]:
         """Validate a request completely before any work starts; decoding runs off the loop."""
         model = self.model_for(raw)
         if not files:  # nothing to decode: cheaper to stay on the loop
-            return model, model.rules.plan(op, raw, files, from_form=from_form, json=json,
-                                           limits=self.limits)
+            return model, model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
         plan = await anyio.to_thread.run_sync(
-            lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json,
-                                     limits=self.limits))
+            lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
+        )
         return model, plan
 
     # -- non-streaming -------------------------------------------------------------------
@@ -108,8 +120,10 @@ class ImageService:
     def _render_and_encode(model: ServedModel, plan: Plan) -> list[Encoded]:
         # One worker hop for both: the encode is the floor of every request's cost.
         d = plan.delivery
-        return [Encoded(r, imaging.encode(r.image, d.output_format, d.compression))
-                for r in model.backend.run(plan.job)]
+        return [
+            Encoded(r, imaging.encode(r.image, d.output_format, d.compression))
+            for r in model.backend.run(plan.job)
+        ]
 
     async def _item(self, encoded: Encoded, delivery: Delivery, base_url: str) -> dict[str, Any]:
         item: dict[str, Any]
@@ -152,25 +166,35 @@ class ImageService:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         # The worker cannot be interrupted mid-render; if the client leaves, it finishes alone.
-        asyncio.ensure_future(anyio.to_thread.run_sync(work))
+        worker = asyncio.ensure_future(anyio.to_thread.run_sync(work))
         common = _resolved(plan)
         per_image = _per_image(plan.usage, plan.job.render.n)
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             kind, partial, data = item
-            event: dict[str, Any] = {"type": f"{prefix}.{kind}", "b64_json": imaging.b64(data),
-                                     "created_at": int(time.time()), **common}
+            event: dict[str, Any] = {
+                "type": f"{prefix}.{kind}",
+                "b64_json": imaging.b64(data),
+                "created_at": int(time.time()),
+                **common,
+            }
             if kind == "partial_image":
                 event["partial_image_index"] = partial
             else:
                 event["usage"] = per_image
             yield event["type"], event
+        await worker
+
 
 def _resolved(plan: Plan) -> dict[str, Any]:
     r, d = plan.job.render, plan.delivery
-    return {"background": r.background, "output_format": d.output_format, "size": r.size,
-            "quality": r.quality}
+    return {
+        "background": r.background,
+        "output_format": d.output_format,
+        "size": r.size,
+        "quality": r.quality,
+    }
 
 
 def _per_image(total: Mapping[str, Any], n: int) -> dict[str, Any]:
@@ -181,6 +205,12 @@ def _per_image(total: Mapping[str, Any], n: int) -> dict[str, Any]:
 
 def stream_error(message: str) -> dict[str, Any]:
     """The `event: error` payload for a failure after the stream started (CONTRACT §4)."""
-    return {"type": "error", "error": {
-        "type": "image_generation_server_error", "code": "image_generation_failed",
-        "message": message, "param": None}}
+    return {
+        "type": "error",
+        "error": {
+            "type": "image_generation_server_error",
+            "code": "image_generation_failed",
+            "message": message,
+            "param": None,
+        },
+    }

@@ -1,4 +1,4 @@
-"""Settings and ModelSpec: a TOML file, EASEL_* variables and CLI flags; the only reader of the environment."""
+"""Settings and ModelSpec from a TOML file, EASEL_* variables and CLI flags; the only environment reader."""
 
 from __future__ import annotations
 

@@ -57,14 +57,18 @@ async def collect(body: dict[str, Any], policy: RemotePolicy) -> dict[str, list[
         if not images:
             raise errors.BadRequestError(
                 "Invalid 'images': empty array. Expected an array with minimum length 1, "
-                "but got an empty array instead.", code="empty_array", param="images")
+                "but got an empty array instead.",
+                code="empty_array",
+                param="images",
+            )
         if len(images) > MAX_IMAGES:
             raise errors.BadRequestError(
                 f"Invalid 'images': array too long. Expected an array with maximum length "
                 f"{MAX_IMAGES}, but got an array with length {len(images)} instead.",
-                code="array_above_max_length", param="images")
-        files["image"] = [await _reference(ref, f"images[{i}]", policy)
-                          for i, ref in enumerate(images)]
+                code="array_above_max_length",
+                param="images",
+            )
+        files["image"] = [await _reference(ref, f"images[{i}]", policy) for i, ref in enumerate(images)]
     if mask is not None:
         files["mask"] = [await _reference(mask, "mask", policy)]
     return files
@@ -80,7 +84,9 @@ async def _reference(ref: Any, param: str, policy: RemotePolicy) -> Upload:
         raise errors.BadRequestError(
             f"Invalid '{param}.file_id': easel has no Files API, so file ids cannot be used. "
             "Send the image as a data: URL in image_url, or as a multipart upload.",
-            code="invalid_value", param=f"{param}.file_id")
+            code="invalid_value",
+            param=f"{param}.file_id",
+        )
     url = ref.get("image_url")
     if url is None:
         raise errors.missing_required(f"{param}.image_url")
@@ -92,12 +98,16 @@ async def _reference(ref: Any, param: str, policy: RemotePolicy) -> Upload:
     if scheme not in ("http", "https"):
         raise errors.BadRequestError(
             f"Invalid '{param}.image_url': expected a data: URL or an http(s) URL.",
-            code="invalid_image_url", param=f"{param}.image_url")
+            code="invalid_image_url",
+            param=f"{param}.image_url",
+        )
     if not policy.enabled:
         raise errors.BadRequestError(
             f"Invalid '{param}.image_url': this server does not fetch remote images. "
             "Send the image as a data: URL or as a multipart upload.",
-            code="invalid_image_url", param=f"{param}.image_url")
+            code="invalid_image_url",
+            param=f"{param}.image_url",
+        )
     return await _fetch(url, param, policy)
 
 
@@ -107,10 +117,9 @@ def _data_url(url: str, param: str) -> Upload:
         raise errors.invalid_image(param, "the data URL has no ',' before its data.")
     media, *attrs = header.split(";")
     try:
-        if "base64" in attrs:
-            data = pybase64.b64decode(payload, validate=True)
-        else:
-            data = unquote_to_bytes(payload)
+        data = (
+            pybase64.b64decode(payload, validate=True) if "base64" in attrs else (unquote_to_bytes(payload))
+        )
     except (binascii.Error, ValueError):
         raise errors.invalid_image(param, "the data URL is not valid base64.") from None
     return Upload(param=param, data=data, content_type=media or None)
@@ -121,8 +130,7 @@ async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
     where = f"{param}.image_url"
 
     def refuse(why: str) -> errors.BadRequestError:
-        return errors.BadRequestError(f"Invalid '{where}': {why}", code="invalid_image_url",
-                                      param=where)
+        return errors.BadRequestError(f"Invalid '{where}': {why}", code="invalid_image_url", param=where)
 
     try:
         with anyio.fail_after(policy.timeout):
@@ -134,8 +142,10 @@ async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
                     port = parts.port or (443 if parts.scheme == "https" else 80)
                     addresses = await policy.resolver(parts.hostname, port)
                     if not addresses or not all(is_public(a) for a in addresses):
-                        raise refuse("the host is not a public address; easel never fetches "
-                                     "private, loopback or link-local addresses.")
+                        raise refuse(
+                            "the host is not a public address; easel never fetches "
+                            "private, loopback or link-local addresses."
+                        )
                     async with client.stream("GET", url) as response:
                         if response.is_redirect:
                             url = urljoin(url, response.headers.get("location", ""))
@@ -147,8 +157,9 @@ async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
                             body += chunk
                             if len(body) > policy.max_bytes:
                                 raise refuse(f"the image is larger than {policy.max_bytes} bytes.")
-                        return Upload(param=param, data=bytes(body),
-                                      content_type=response.headers.get("content-type"))
+                        return Upload(
+                            param=param, data=bytes(body), content_type=response.headers.get("content-type")
+                        )
                 raise refuse(f"more than {MAX_REDIRECTS} redirects.")
     except TimeoutError:
         raise refuse(f"fetching took longer than {policy.timeout:g} s.") from None

@@ -48,8 +48,15 @@ def image_tokens(width: int, height: int, fidelity: str = "low") -> int:
     return 85 + 170 * tiles
 
 
-def usage(prompt: str | None, input_images: Sequence[tuple[int, int]], fidelity: str,
-          quality: str, width: int, height: int, n: int) -> dict[str, Any]:
+def usage(
+    prompt: str | None,
+    input_images: Sequence[tuple[int, int]],
+    fidelity: str,
+    quality: str,
+    width: int,
+    height: int,
+    n: int,
+) -> dict[str, Any]:
     """The `usage` object for `n` images of one request."""
     text = text_tokens(prompt)
     images = sum(image_tokens(w, h, fidelity) for w, h in input_images)

@@ -41,7 +41,8 @@ def media_type(request: Request) -> str:
 async def read_limited(request: Request, limit: int) -> bytes:
     """The whole body, or a 413 as soon as it passes `limit` (declared or actual)."""
     too_large = errors.RequestTooLargeError(
-        f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+        f"Request body too large: the limit is {limit} bytes.", code="request_too_large"
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -63,10 +64,9 @@ async def parse(request: Request, limit: int, *, allow_json: bool, allow_form: b
     is_form = kind == "multipart/form-data"
     if not ((is_json and allow_json) or (is_form and allow_form)):
         expected = " or ".join(
-            t for t, ok in (("application/json", allow_json), ("multipart/form-data", allow_form))
-            if ok)
-        raise errors.BadRequestError(
-            f"Invalid Content-Type header ({kind or 'none'}), expected {expected}.")
+            t for t, ok in (("application/json", allow_json), ("multipart/form-data", allow_form)) if ok
+        )
+        raise errors.BadRequestError(f"Invalid Content-Type header ({kind or 'none'}), expected {expected}.")
     raw = await read_limited(request, limit)
     if is_json:
         return Body(fields=_json_object(raw))
@@ -79,24 +79,27 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise errors.BadRequestError(BAD_JSON) from None
     if not isinstance(value, dict):
-        raise errors.BadRequestError(
-            "The request body must be a JSON object, like {\"prompt\": \"...\"}.")
+        raise errors.BadRequestError('The request body must be a JSON object, like {"prompt": "..."}.')
     return value
 
 
 async def _form(request: Request) -> Body:
     try:
-        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS,
-                                  max_part_size=MAX_FIELD_BYTES)
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     except MultiPartException as exc:
         raise errors.BadRequestError(f"Could not parse the multipart form: {exc.message}") from None
     body = Body(fields={}, form=True)
     try:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                body.files.setdefault(name, []).append(Upload(
-                    param=name, data=await value.read(), content_type=value.content_type,
-                    filename=value.filename))
+                body.files.setdefault(name, []).append(
+                    Upload(
+                        param=name,
+                        data=await value.read(),
+                        content_type=value.content_type,
+                        filename=value.filename,
+                    )
+                )
             else:
                 body.fields[name] = value
     finally:

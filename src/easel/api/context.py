@@ -47,8 +47,9 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            log.exception("unhandled error in %s %s (request id %s)",
-                          scope.get("method"), scope.get("path"), request_id)
+            log.exception(
+                "unhandled error in %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id
+            )
             if started:
                 raise
             response = errors.render(errors.internal(request_id))

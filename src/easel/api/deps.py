@@ -34,8 +34,7 @@ def require_key(request: Request, services: ServicesDep) -> None:
     if scheme.lower() != "bearer" or not key:
         raise errors.AuthenticationError(MISSING_KEY)
     if not services.keys.check(key):
-        raise errors.AuthenticationError(
-            f"Incorrect API key provided: {mask(key)}.", code="invalid_api_key")
+        raise errors.AuthenticationError(f"Incorrect API key provided: {mask(key)}.", code="invalid_api_key")
 
 
 def base_url(request: Request, services: Services) -> str:

@@ -16,5 +16,6 @@ router = APIRouter(tags=["files"])
 async def hosted_image(name: str, services: ServicesDep, sig: str = "") -> FileResponse:
     found = services.storage.find(name, sig)
     max_age = max(0, found.expires_at - int(time.time()))
-    return FileResponse(found.path, media_type=found.media_type,
-                        headers={"cache-control": f"private, max-age={max_age}"})
+    return FileResponse(
+        found.path, media_type=found.media_type, headers={"cache-control": f"private, max-age={max_age}"}
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+
 import orjson
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -22,58 +23,61 @@ router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_key)], tag
 
 @router.post("/generations", operation_id="createImage", summary="Create images from a prompt")
 async def generations(request: Request, services: ServicesDep) -> Response:
-    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True,
-                              allow_form=False)
+    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True, allow_form=False)
     model, plan = await services.service.plan("generations", body.fields, {}, from_form=False)
     return await _respond(request, services, model, plan)
 
 
 @router.post("/edits", operation_id="createImageEdit", summary="Edit images with a prompt")
 async def edits(request: Request, services: ServicesDep) -> Response:
-    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True,
-                              allow_form=True)
+    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True, allow_form=True)
     files = body.files
     if not body.form:
         model = services.service.model_for(body.fields)
         if model.rules.profile != "gpt-image":
             raise errors.BadRequestError(
                 "JSON edits support GPT image models only; send a multipart/form-data "
-                f"request for '{model.id}'.", code="invalid_value", param="model")
+                f"request for '{model.id}'.",
+                code="invalid_value",
+                param="model",
+            )
         model.rules.check_operation("edits")
         files = await collect(body.fields, services.remote)
-    model, plan = await services.service.plan("edits", body.fields, files, from_form=body.form,
-                                              json=not body.form)
+    model, plan = await services.service.plan(
+        "edits", body.fields, files, from_form=body.form, json=not body.form
+    )
     return await _respond(request, services, model, plan)
 
 
-@router.post("/variations", operation_id="createImageVariation",
-             summary="Create variations of an image")
+@router.post("/variations", operation_id="createImageVariation", summary="Create variations of an image")
 async def variations(request: Request, services: ServicesDep) -> Response:
-    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=False,
-                              allow_form=True)
-    model, plan = await services.service.plan("variations", body.fields, body.files,
-                                              from_form=True)
+    body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=False, allow_form=True)
+    model, plan = await services.service.plan("variations", body.fields, body.files, from_form=True)
     return await _respond(request, services, model, plan)
 
 
-async def _respond(request: Request, services: ServicesDep, model: ServedModel,
-                   plan: Plan) -> Response:
+async def _respond(request: Request, services: ServicesDep, model: ServedModel, plan: Plan) -> Response:
     if plan.delivery.stream:
         return EventSourceResponse(_events(request, services, model, plan), sep="\n", ping=15)
     result = await services.service.run(model, plan, base_url(request, services))
     return Response(orjson.dumps(result), media_type="application/json")
 
 
-async def _events(request: Request, services: ServicesDep, model: ServedModel,
-                  plan: Plan) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    request: Request, services: ServicesDep, model: ServedModel, plan: Plan
+) -> AsyncIterator[ServerSentEvent]:
     try:
         async for kind, data in services.service.stream(model, plan):
             yield ServerSentEvent(event=kind, data=orjson.dumps(data).decode())
     except Exception as exc:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("stream failed (request id %s)", request_id)
-        message = exc.message if isinstance(exc, errors.GenerationFailedError) else (
-            f"The image could not be generated. (Please include the request ID {request_id} "
-            "in your message.)")
+        message = (
+            exc.message
+            if isinstance(exc, errors.GenerationFailedError)
+            else (
+                f"The image could not be generated. (Please include the request ID {request_id} "
+                "in your message.)"
+            )
+        )
         yield ServerSentEvent(event="error", data=orjson.dumps(stream_error(message)).decode())
-

@@ -15,8 +15,7 @@ router = APIRouter(prefix="/v1/models", dependencies=[Depends(require_key)], tag
 @router.get("", summary="List the served models")
 async def list_models(services: ServicesDep) -> dict[str, Any]:
     service = services.service
-    return {"object": "list",
-            "data": [m.describe(service.started) for m in service.models.values()]}
+    return {"object": "list", "data": [m.describe(service.started) for m in service.models.values()]}
 
 
 @router.get("/{model_id:path}", summary="Describe one served model")

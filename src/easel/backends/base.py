@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,5 +61,8 @@ class Backend(ABC):
         """Release resources; called once at shutdown."""
 
     @abstractmethod
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> list[Rendered]:
-        """Render `job.render.n` images, calling `on_preview` with intermediate states."""
+    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+        """Render `job.render.n` images, calling `on_preview` with intermediate states.
+
+        Yield each image as soon as it is done, so a stream can send it before the next.
+        """

@@ -19,23 +19,50 @@ Stage = Callable[[Image.Image], None]
 
 #: Colour words a prompt may use; they set the palette in the order they appear.
 COLOURS: dict[str, RGB] = {
-    "red": (214, 48, 49), "crimson": (180, 20, 50), "orange": (240, 130, 40),
-    "yellow": (250, 215, 60), "gold": (225, 175, 45), "golden": (225, 175, 45),
-    "green": (60, 170, 80), "lime": (160, 220, 60), "teal": (30, 150, 150),
-    "cyan": (60, 210, 230), "blue": (45, 95, 210), "navy": (25, 40, 110),
-    "purple": (130, 60, 180), "violet": (150, 90, 220), "magenta": (210, 50, 170),
-    "pink": (245, 140, 180), "brown": (130, 85, 50), "black": (20, 20, 24),
-    "white": (245, 245, 240), "gray": (128, 128, 132), "grey": (128, 128, 132),
-    "silver": (190, 195, 200), "beige": (225, 210, 175),
+    "red": (214, 48, 49),
+    "crimson": (180, 20, 50),
+    "orange": (240, 130, 40),
+    "yellow": (250, 215, 60),
+    "gold": (225, 175, 45),
+    "golden": (225, 175, 45),
+    "green": (60, 170, 80),
+    "lime": (160, 220, 60),
+    "teal": (30, 150, 150),
+    "cyan": (60, 210, 230),
+    "blue": (45, 95, 210),
+    "navy": (25, 40, 110),
+    "purple": (130, 60, 180),
+    "violet": (150, 90, 220),
+    "magenta": (210, 50, 170),
+    "pink": (245, 140, 180),
+    "brown": (130, 85, 50),
+    "black": (20, 20, 24),
+    "white": (245, 245, 240),
+    "gray": (128, 128, 132),
+    "grey": (128, 128, 132),
+    "silver": (190, 195, 200),
+    "beige": (225, 210, 175),
 }
 #: Scene words that bring their own colours.
 SCENES: dict[str, RGB] = {
-    "sky": (120, 180, 240), "sea": (30, 90, 160), "ocean": (20, 80, 150),
-    "water": (40, 120, 190), "sun": (255, 200, 60), "sunset": (245, 110, 60),
-    "moon": (225, 225, 210), "night": (15, 20, 50), "forest": (30, 95, 45),
-    "grass": (80, 160, 60), "tree": (50, 120, 50), "fire": (235, 80, 20),
-    "snow": (235, 240, 250), "sand": (220, 195, 140), "desert": (210, 170, 110),
-    "otter": (120, 80, 50), "cat": (200, 140, 80), "dog": (170, 120, 70),
+    "sky": (120, 180, 240),
+    "sea": (30, 90, 160),
+    "ocean": (20, 80, 150),
+    "water": (40, 120, 190),
+    "sun": (255, 200, 60),
+    "sunset": (245, 110, 60),
+    "moon": (225, 225, 210),
+    "night": (15, 20, 50),
+    "forest": (30, 95, 45),
+    "grass": (80, 160, 60),
+    "tree": (50, 120, 50),
+    "fire": (235, 80, 20),
+    "snow": (235, 240, 250),
+    "sand": (220, 195, 140),
+    "desert": (210, 170, 110),
+    "otter": (120, 80, 50),
+    "cat": (200, 140, 80),
+    "dog": (170, 120, 70),
 }
 SHAPES = ("disc", "square", "triangle", "ring", "diamond")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -135,8 +162,9 @@ def _shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
     elif kind == "square":
         draw.rounded_rectangle(box, radius=r * 0.25, fill=colour)
     elif kind == "triangle":
-        draw.polygon([(cx, cy - r), (cx + r * 0.95, cy + r * 0.8), (cx - r * 0.95, cy + r * 0.8)],
-                     fill=colour)
+        draw.polygon(
+            [(cx, cy - r), (cx + r * 0.95, cy + r * 0.8), (cx - r * 0.95, cy + r * 0.8)], fill=colour
+        )
     elif kind == "ring":
         draw.ellipse(box, outline=colour, width=max(2, int(r * 0.28)))
     else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import cast
 
 from PIL import Image
 
@@ -30,9 +32,8 @@ class PlaceholderBackend(Backend):
             guidance_range=(0.0, 30.0),
         )
 
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> list[Rendered]:
+    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
         base_seed = job.render.seed if job.render.seed is not None else self._default_seed(job)
-        out: list[Rendered] = []
         for index in range(job.render.n):
             seed = (base_seed + index) % SEED_SPACE
             sink = _numbered(on_preview, index) if on_preview else None
@@ -42,8 +43,7 @@ class PlaceholderBackend(Backend):
                 image = self._edit(job, seed, sink)
             else:
                 image = self._vary(job, seed, sink)
-            out.append(Rendered(image=image, seed=seed, revised_prompt=_prompt_of(job)))
-        return out
+            yield Rendered(image=image, seed=seed, revised_prompt=_prompt_of(job))
 
     # -- operations ---------------------------------------------------------------------
 
@@ -118,8 +118,17 @@ class PlaceholderBackend(Backend):
             fingerprint = (job.prompt, [im.resize((8, 8)).tobytes() for im in job.images])
         else:
             fingerprint = job.prompt
-        return derive_seed(job.operation, fingerprint, r.size, r.quality, r.background,
-                           r.steps, r.guidance_scale, r.negative_prompt, r.style)
+        return derive_seed(
+            job.operation,
+            fingerprint,
+            r.size,
+            r.quality,
+            r.background,
+            r.steps,
+            r.guidance_scale,
+            r.negative_prompt,
+            r.style,
+        )
 
 
 def _numbered(on_preview: PreviewSink, image_index: int) -> Stage:
@@ -132,13 +141,15 @@ def _prompt_of(job: Job) -> str | None:
     return None if isinstance(job, VariationJob) else job.prompt
 
 
-def _fit(image: Image.Image, size: tuple[int, int],
-         resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
+def _fit(
+    image: Image.Image, size: tuple[int, int], resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> Image.Image:
     return image if image.size == size else image.resize(size, resample)
 
 
 def _flatten(image: Image.Image, background: str) -> Image.Image:
     """Drop the alpha channel when nothing in the picture uses it."""
-    if background == "transparent" or image.getchannel("A").getextrema()[0] < 255:
+    lowest, _ = cast(tuple[int, int], image.getchannel("A").getextrema())
+    if background == "transparent" or lowest < 255:
         return image
     return image.convert("RGB")

@@ -29,9 +29,7 @@ def resolve(name: str) -> type[Backend]:
     if target is None:
         found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
         if not found:
-            raise UnknownBackendError(
-                f"unknown backend {name!r}; available: {', '.join(available())}"
-            )
+            raise UnknownBackendError(f"unknown backend {name!r}; available: {', '.join(available())}")
         target = found[0].value
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)

@@ -27,32 +27,53 @@ def output_paths(path: Path | None, n: int, fmt: str) -> list[Path]:
 @click.option("--size", default=None, help="e.g. 1024x1024, or auto.")
 @click.option("--quality", default=None, help="low, medium, high, auto (or standard, hd).")
 @click.option("-n", "n", type=click.IntRange(1, 10), default=1, help="How many images.")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpeg", "webp"]), default=None,
-              help="Output format (gpt-image models).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "jpeg", "webp"]),
+    default=None,
+    help="Output format (gpt-image models).",
+)
 @click.option("--stream", is_flag=True, help="Stream, showing partial images as they arrive.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write (several images get -1, -2, ... before the suffix).")
-def generate(prompt: str, model: str | None, size: str | None, quality: str | None, n: int,
-             fmt: str | None, stream: bool, output: Path | None) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write (several images get -1, -2, ... before the suffix).",
+)
+def generate(
+    prompt: str,
+    model: str | None,
+    size: str | None,
+    quality: str | None,
+    n: int,
+    fmt: str | None,
+    stream: bool,
+    output: Path | None,
+) -> None:
     """Generate images with PROMPT. Honours OPENAI_BASE_URL and OPENAI_API_KEY."""
     import httpx
     import openai
 
-    client = openai.OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-                           api_key=os.environ.get("OPENAI_API_KEY") or "easel-local")
+    client = openai.OpenAI(
+        base_url=os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        api_key=os.environ.get("OPENAI_API_KEY") or "easel-local",
+    )
     console = Console(stderr=True)
-    options: dict[str, Any] = {k: v for k, v in {
-        "model": model, "size": size, "quality": quality, "output_format": fmt}.items() if v}
+    options: dict[str, Any] = {
+        k: v for k, v in {"model": model, "size": size, "quality": quality, "output_format": fmt}.items() if v
+    }
     images: list[bytes] = []
     try:
         with console.status("generating...") as status:
             if stream:
-                events = client.images.generate(prompt=prompt, n=n, stream=True,
-                                                partial_images=2, **options)
+                events = client.images.generate(prompt=prompt, n=n, stream=True, partial_images=2, **options)
                 for event in events:
                     if event.type == "image_generation.partial_image":
-                        status.update(f"image {len(images) + 1}/{n}: partial "
-                                      f"{event.partial_image_index + 1} received")
+                        status.update(
+                            f"image {len(images) + 1}/{n}: partial {event.partial_image_index + 1} received"
+                        )
                     elif event.type == "image_generation.completed":
                         images.append(base64.b64decode(event.b64_json))
                         status.update(f"image {len(images)}/{n} complete")

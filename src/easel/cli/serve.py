@@ -35,23 +35,47 @@ def describe(settings: Settings) -> str:
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to bind (default 8000; 0 = any free).")
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="A TOML configuration file.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where hosted images and the signing secret live.")
-@click.option("--allow-open", is_flag=True, default=None,
-              help="Serve a non-loopback address without API keys.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML configuration file.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where hosted images and the signing secret live.",
+)
+@click.option(
+    "--allow-open", is_flag=True, default=None, help="Serve a non-loopback address without API keys."
+)
 @click.option("--log-level", default=None, help="debug, info, warning or error.")
-def serve(host: str | None, port: int | None, config: Path | None, data_dir: Path | None,
-          allow_open: bool | None, log_level: str | None) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    config: Path | None,
+    data_dir: Path | None,
+    allow_open: bool | None,
+    log_level: str | None,
+) -> None:
     """Start the server with the embedded defaults or a configuration file."""
     import uvicorn
 
     from ..app import create_app
 
-    flags: dict[str, Any] = {k: v for k, v in {
-        "host": host, "port": port, "data_dir": data_dir, "allow_open": allow_open,
-        "log_level": log_level}.items() if v is not None}
+    flags: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "allow_open": allow_open,
+            "log_level": log_level,
+        }.items()
+        if v is not None
+    }
     try:
         settings = load_settings(config, **flags)
     except ValidationError as exc:
@@ -59,13 +83,16 @@ def serve(host: str | None, port: int | None, config: Path | None, data_dir: Pat
     if not settings.is_loopback and not settings.api_keys and not settings.allow_open:
         raise click.ClickException(
             f"refusing to serve {settings.host} without API keys: set EASEL_API_KEYS "
-            "(or api_keys in the config), or pass --allow-open to serve it open on purpose.")
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            "(or api_keys in the config), or pass --allow-open to serve it open on purpose."
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     sock = _bind(settings.host, settings.port)
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(settings)
     Console(stderr=True).print(describe(settings), highlight=False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level, access_log=False,
-                                           timeout_graceful_shutdown=10))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10)
+    )
     server.run(sockets=[sock])

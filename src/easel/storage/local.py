@@ -57,8 +57,7 @@ class Found:
 class LocalStorage(Storage):
     """Files under `<data_dir>/images`, written under a temporary name and then renamed."""
 
-    def __init__(self, data_dir: Path, ttl_seconds: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, data_dir: Path, ttl_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self.root = data_dir / "images"
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl_seconds
@@ -73,8 +72,7 @@ class LocalStorage(Storage):
         expires = int(self.clock()) + self.ttl
         name = f"{expires}-{secrets.token_hex(16)}.{fmt}"
         await anyio.to_thread.run_sync(self._write, name, data)
-        return StoredImage(url=f"{base_url}{ROUTE}/{name}?sig={self.sign(name)}",
-                           expires_at=expires)
+        return StoredImage(url=f"{base_url}{ROUTE}/{name}?sig={self.sign(name)}", expires_at=expires)
 
     def _write(self, name: str, data: bytes) -> None:
         tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
@@ -90,8 +88,7 @@ class LocalStorage(Storage):
         if match is None:
             raise errors.NotFoundError("No such image.", code="not_found")
         if not hmac.compare_digest(self.sign(name).encode(), signature.encode()):
-            raise errors.PermissionDeniedError(
-                "The URL signature is invalid.", code="invalid_signature")
+            raise errors.PermissionDeniedError("The URL signature is invalid.", code="invalid_signature")
         path = self.root / name
         expires = int(match["expires"])
         if expires <= self.clock():
@@ -109,10 +106,8 @@ class LocalStorage(Storage):
         removed = 0
         for entry in os.scandir(self.root):
             match = NAME.match(entry.name)
-            stale_tmp = entry.name.startswith(TMP_PREFIX) and (
-                entry.stat().st_mtime < now - TMP_MAX_AGE)
+            stale_tmp = entry.name.startswith(TMP_PREFIX) and (entry.stat().st_mtime < now - TMP_MAX_AGE)
             if stale_tmp or (match is not None and int(match["expires"]) <= now):
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
         return removed
-

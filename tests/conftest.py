@@ -1,0 +1,81 @@
+"""Shared fixtures: servers started as real subprocesses, SDK clients, in-process apps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from easel.app import create_app
+from easel.settings import Settings
+from tests.helpers import Server, start_server
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STRICT_CONFIG = """
+[[models]]
+id = "gpt-image-1"
+strict = true
+
+[[models]]
+id = "dall-e-2"
+strict = true
+
+[[models]]
+id = "dall-e-3"
+strict = true
+"""
+
+
+@pytest.fixture(scope="session")
+def lenient_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("lenient"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("strict"), STRICT_CONFIG)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["lenient", "strict"])
+def any_server(request: pytest.FixtureRequest) -> Server:
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
+def sdk(server: Server, key: str = "sk-test") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def client(lenient_server: Server) -> openai.OpenAI:
+    return sdk(lenient_server)
+
+
+@pytest.fixture
+def strict_client(strict_server: Server) -> openai.OpenAI:
+    return sdk(strict_server)
+
+
+@pytest.fixture
+def any_client(any_server: Server) -> openai.OpenAI:
+    return sdk(any_server)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c

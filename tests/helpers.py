@@ -1,0 +1,110 @@
+"""Test helpers: images built in memory, and a running `easel serve` subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+
+def png(size: tuple[int, int] = (256, 256), mode: str = "RGB", colour: object = (40, 90, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, colour).save(buf, "PNG")  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def noisy_png(size: tuple[int, int] = (256, 256), seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def mask_png(size: tuple[int, int], hole: tuple[int, int, int, int]) -> bytes:
+    """An opaque RGBA mask with a fully transparent (alpha 0) rectangle: the edit area."""
+    mask = Image.new("RGBA", size, (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), hole)
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims an enormous image."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(tmp: Path, config: str = "", env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> Server:
+    """`easel serve` in a subprocess on a free loopback port, once /health answers."""
+    port = free_port()
+    data_dir = tmp / "data"
+    cmd = [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    if config:
+        path = tmp / "easel.toml"
+        path.write_text(config)
+        cmd += ["--config", str(path)]
+    log = tmp / "server.log"
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               env=full_env)
+    server = Server(process, port, data_dir, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"easel serve exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"easel serve did not start: {log.read_text()}")
