@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -68,7 +69,7 @@ async def _events(
 ) -> AsyncIterator[ServerSentEvent]:
     try:
         async for kind, data in services.service.stream(model, plan):
-            yield ServerSentEvent(event=kind, data=orjson.dumps(data).decode())
+            yield _event(kind, data)
     except Exception as exc:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("stream failed (request id %s)", request_id)
@@ -80,4 +81,9 @@ async def _events(
                 "in your message.)"
             )
         )
-        yield ServerSentEvent(event="error", data=orjson.dumps(stream_error(message)).decode())
+        yield _event("error", stream_error(message))
+
+
+def _event(kind: str, data: dict[str, Any]) -> ServerSentEvent:
+    # Plain LF line ends, as OpenAI sends them; both SDKs accept either.
+    return ServerSentEvent(event=kind, data=orjson.dumps(data).decode(), sep="\n")
