@@ -13,16 +13,20 @@ from easel.jobs import Job, PreviewSink, Rendered
 class RecordingBackend(Backend):
     """Records jobs; renders flat grey images (and one preview each when asked)."""
 
-    def __init__(self, spec: object = None, *, fail_after_preview: bool = False,
-                 fail: BaseException | None = None) -> None:
+    def __init__(
+        self, spec: object = None, *, fail_after_preview: bool = False, fail: BaseException | None = None
+    ) -> None:
         self.jobs: list[Job] = []
         self.fail_after_preview = fail_after_preview
         self.fail = fail
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(operations=frozenset({"generations", "edits", "variations"}),
-                            transparent_background=False, extensions=frozenset(EXTENSIONS))
+        return Capabilities(
+            operations=frozenset({"generations", "edits", "variations"}),
+            transparent_background=False,
+            extensions=frozenset(EXTENSIONS),
+        )
 
     def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
         self.jobs.append(job)

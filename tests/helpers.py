@@ -82,8 +82,9 @@ class Server:
             self.process.kill()
 
 
-def start_server(tmp: Path, config: str = "", env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> Server:
+def start_server(
+    tmp: Path, config: str = "", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Server:
     """`easel serve` in a subprocess on a free loopback port, once /health answers."""
     port = free_port()
     data_dir = tmp / "data"
@@ -94,8 +95,7 @@ def start_server(tmp: Path, config: str = "", env: dict[str, str] | None = None,
         cmd += ["--config", str(path)]
     log = tmp / "server.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               env=full_env)
+    process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
     server = Server(process, port, data_dir, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

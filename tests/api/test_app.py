@@ -18,8 +18,10 @@ HEADERS = ("x-request-id", "openai-processing-ms", "openai-version")
 
 
 def make(tmp_path: Path, backend: RecordingBackend | None = None, **settings: object) -> TestClient:
-    app = create_app(Settings(data_dir=tmp_path / "data", **settings),  # type: ignore[arg-type]
-                     backends={"gpt-image-1": backend} if backend else None)
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", **settings),  # type: ignore[arg-type]
+        backends={"gpt-image-1": backend} if backend else None,
+    )
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -38,12 +40,19 @@ def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("post", "/v1/images/generations", 200), ("get", "/v1/models", 200), ("get", "/health", 200),
-    ("get", "/v1/nowhere", 404), ("get", "/v1/images/generations", 405),
-])
-def test_openai_headers_on_every_response(app_client: TestClient, method: str, path: str,
-                                          status: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/v1/images/generations", 200),
+        ("get", "/v1/models", 200),
+        ("get", "/health", 200),
+        ("get", "/v1/nowhere", 404),
+        ("get", "/v1/images/generations", 405),
+    ],
+)
+def test_openai_headers_on_every_response(
+    app_client: TestClient, method: str, path: str, status: int
+) -> None:
     response = app_client.request(method, path, json={"prompt": "x", "size": "256x256"})
     assert response.status_code == status
     assert all(h in response.headers for h in HEADERS)
@@ -69,8 +78,9 @@ def test_backend_crash_is_a_500_envelope_naming_the_request(tmp_path: Path) -> N
 
 def test_failure_after_stream_started_is_an_error_event(tmp_path: Path) -> None:
     with make(tmp_path, RecordingBackend(fail_after_preview=True)) as client:
-        response = client.post("/v1/images/generations",
-                               json={"prompt": "x", "stream": True, "partial_images": 1})
+        response = client.post(
+            "/v1/images/generations", json={"prompt": "x", "stream": True, "partial_images": 1}
+        )
     assert response.status_code == 200
     text = response.text
     assert "event: image_generation.partial_image" in text
@@ -80,23 +90,33 @@ def test_failure_after_stream_started_is_an_error_event(tmp_path: Path) -> None:
 
 
 def test_stream_wire_format(fake: TestClient) -> None:
-    response = fake.post("/v1/images/generations",
-                         json={"prompt": "x", "stream": True, "partial_images": 1, "size": "256x256"})
+    response = fake.post(
+        "/v1/images/generations", json={"prompt": "x", "stream": True, "partial_images": 1, "size": "256x256"}
+    )
     assert response.headers["content-type"].startswith("text/event-stream")
     blocks = [b for b in response.text.split("\n\n") if b.strip() and not b.startswith(":")]
     assert [b.splitlines()[0] for b in blocks] == [
-        "event: image_generation.partial_image", "event: image_generation.completed"]
+        "event: image_generation.partial_image",
+        "event: image_generation.completed",
+    ]
     assert all(b.splitlines()[1].startswith("data: {") for b in blocks)
 
 
-@pytest.mark.parametrize(("kwargs", "message_part"), [
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}},
-     "could not parse the JSON body"),
-    ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, "JSON object"),
-    ({"content": b"prompt=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
-     "expected application/json"),
-    ({"content": b"", "headers": {}}, "Invalid Content-Type header (none)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message_part"),
+    [
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            "could not parse the JSON body",
+        ),
+        ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, "JSON object"),
+        (
+            {"content": b"prompt=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            "expected application/json",
+        ),
+        ({"content": b"", "headers": {}}, "Invalid Content-Type header (none)"),
+    ],
+)
 def test_malformed_bodies(app_client: TestClient, kwargs: dict[str, object], message_part: str) -> None:
     response = app_client.post("/v1/images/generations", **kwargs)  # type: ignore[arg-type]
     assert response.status_code == 400
@@ -104,68 +124,94 @@ def test_malformed_bodies(app_client: TestClient, kwargs: dict[str, object], mes
 
 
 def test_broken_multipart_is_a_400(app_client: TestClient) -> None:
-    response = app_client.post("/v1/images/edits", content=b"--xyz\r\ngarbage",
-                               headers={"content-type": "multipart/form-data; boundary=xyz"})
+    response = app_client.post(
+        "/v1/images/edits",
+        content=b"--xyz\r\ngarbage",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
     assert response.status_code == 400
 
 
 def test_text_where_a_file_belongs(app_client: TestClient) -> None:
-    response = app_client.post("/v1/images/edits", data={"image": "abc", "prompt": "x"},
-                               files={"mask": ("m.png", png((8, 8), "RGBA"), "image/png")})
+    response = app_client.post(
+        "/v1/images/edits",
+        data={"image": "abc", "prompt": "x"},
+        files={"mask": ("m.png", png((8, 8), "RGBA"), "image/png")},
+    )
     assert response.json()["error"]["code"] == "invalid_type"
 
 
 def test_json_edit_with_data_urls(fake: TestClient, recorder: RecordingBackend) -> None:
     image, mask = noisy_png((64, 64)), mask_png((64, 64), (0, 0, 32, 32))
-    response = fake.post("/v1/images/edits", json={
-        "prompt": "x", "images": [{"image_url": data_url(image)}, {"image_url": data_url(png())}],
-        "mask": {"image_url": data_url(mask)}, "size": "256x256", "moderation": "low"})
+    response = fake.post(
+        "/v1/images/edits",
+        json={
+            "prompt": "x",
+            "images": [{"image_url": data_url(image)}, {"image_url": data_url(png())}],
+            "mask": {"image_url": data_url(mask)},
+            "size": "256x256",
+            "moderation": "low",
+        },
+    )
     assert response.status_code == 200, response.text
     job = recorder.jobs[-1]
-    assert job.operation == "edits" and len(job.images) == 2 and job.mask is not None  # type: ignore[union-attr]
+    assert job.operation == "edits"
+    assert len(job.images) == 2
+    assert job.mask is not None
 
 
-@pytest.mark.parametrize(("images", "code", "param"), [
-    ("nope", "invalid_type", "images"),
-    ([], "empty_array", "images"),
-    ([{"file_id": "file-123"}], "invalid_value", "images[0].file_id"),
-    ([{"image_url": "data:image/png;base64,@@@"}], "invalid_image", "images[0]"),
-    ([{"image_url": "ftp://example.com/a.png"}], "invalid_image_url", "images[0].image_url"),
-    ([{"image_url": "https://example.com/a.png"}], "invalid_image_url", "images[0].image_url"),
-    ([{"image_url": data_url(b"")}], "invalid_image", "images[0]"),
-])
-def test_json_edit_bad_references(app_client: TestClient, images: object, code: str,
-                                  param: str) -> None:
+@pytest.mark.parametrize(
+    ("images", "code", "param"),
+    [
+        ("nope", "invalid_type", "images"),
+        ([], "empty_array", "images"),
+        ([{"file_id": "file-123"}], "invalid_value", "images[0].file_id"),
+        ([{"image_url": "data:image/png;base64,@@@"}], "invalid_image", "images[0]"),
+        ([{"image_url": "ftp://example.com/a.png"}], "invalid_image_url", "images[0].image_url"),
+        ([{"image_url": "https://example.com/a.png"}], "invalid_image_url", "images[0].image_url"),
+        ([{"image_url": data_url(b"")}], "invalid_image", "images[0]"),
+    ],
+)
+def test_json_edit_bad_references(app_client: TestClient, images: object, code: str, param: str) -> None:
     response = app_client.post("/v1/images/edits", json={"prompt": "x", "images": images})
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["code"], error["param"]) == (code, param)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a.png", "http://10.0.0.8/a.png",
-                                 "http://[::1]/a.png", "http://169.254.169.254/latest"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a.png",
+        "http://10.0.0.8/a.png",
+        "http://[::1]/a.png",
+        "http://169.254.169.254/latest",
+    ],
+)
 def test_remote_fetch_never_reaches_private_addresses(tmp_path: Path, url: str) -> None:
     with make(tmp_path, allow_remote_images=True) as client:
-        response = client.post("/v1/images/edits",
-                               json={"prompt": "x", "images": [{"image_url": url}]})
+        response = client.post("/v1/images/edits", json={"prompt": "x", "images": [{"image_url": url}]})
     assert response.status_code == 400
     assert "not a public address" in response.json()["error"]["message"]
 
 
 def test_json_edits_are_gpt_image_only(app_client: TestClient) -> None:
-    response = app_client.post("/v1/images/edits", json={
-        "model": "dall-e-2", "prompt": "x", "images": [{"image_url": data_url(png())}]})
+    response = app_client.post(
+        "/v1/images/edits",
+        json={"model": "dall-e-2", "prompt": "x", "images": [{"image_url": data_url(png())}]},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "model"
 
 
 def test_jobs_carry_resolved_values(fake: TestClient, recorder: RecordingBackend) -> None:
-    fake.post("/v1/images/generations", json={"prompt": "x", "seed": 5, "steps": 3,
-                                              "guidance_scale": 2.5, "negative_prompt": "blur"})
+    fake.post(
+        "/v1/images/generations",
+        json={"prompt": "x", "seed": 5, "steps": 3, "guidance_scale": 2.5, "negative_prompt": "blur"},
+    )
     render = recorder.jobs[-1].render
     assert (render.size, render.quality, render.background) == ("1024x1024", "medium", "opaque")
-    assert (render.seed, render.steps, render.guidance_scale, render.negative_prompt) == (
-        5, 3, 2.5, "blur")
+    assert (render.seed, render.steps, render.guidance_scale, render.negative_prompt) == (5, 3, 2.5, "blur")
 
 
 def test_capabilities_limit_choices(fake: TestClient) -> None:
@@ -179,30 +225,41 @@ def test_capabilities_limit_choices(fake: TestClient) -> None:
 
 
 def test_edit_auto_size_follows_the_input(fake: TestClient, recorder: RecordingBackend) -> None:
-    fake.post("/v1/images/edits", data={"prompt": "x"},
-              files={"image": ("a.png", noisy_png((300, 200)), "image/png")})
+    fake.post(
+        "/v1/images/edits",
+        data={"prompt": "x"},
+        files={"image": ("a.png", noisy_png((300, 200)), "image/png")},
+    )
     assert recorder.jobs[-1].render.size == "1536x1024"
 
 
 def test_public_base_url_and_trusted_proxy(tmp_path: Path) -> None:
     with make(tmp_path, public_base_url="https://img.example.com/") as client:
-        url = client.post("/v1/images/generations", json={
-            "prompt": "x", "model": "dall-e-2", "size": "256x256"}).json()["data"][0]["url"]
+        url = client.post(
+            "/v1/images/generations", json={"prompt": "x", "model": "dall-e-2", "size": "256x256"}
+        ).json()["data"][0]["url"]
     assert url.startswith("https://img.example.com/files/images/")
     forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "proxy.example.org"}
     with make(tmp_path, trust_proxy=True) as client:
-        url = client.post("/v1/images/generations", headers=forwarded, json={
-            "prompt": "x", "model": "dall-e-2", "size": "256x256"}).json()["data"][0]["url"]
+        url = client.post(
+            "/v1/images/generations",
+            headers=forwarded,
+            json={"prompt": "x", "model": "dall-e-2", "size": "256x256"},
+        ).json()["data"][0]["url"]
     assert url.startswith("https://proxy.example.org/files/images/")
     with make(tmp_path) as client:  # untrusted: forwarded headers are ignored
-        url = client.post("/v1/images/generations", headers=forwarded, json={
-            "prompt": "x", "model": "dall-e-2", "size": "256x256"}).json()["data"][0]["url"]
+        url = client.post(
+            "/v1/images/generations",
+            headers=forwarded,
+            json={"prompt": "x", "model": "dall-e-2", "size": "256x256"},
+        ).json()["data"][0]["url"]
     assert url.startswith("http://127.0.0.1:8000/files/images/")
 
 
 def test_hosted_url_tampering_and_traversal(app_client: TestClient) -> None:
-    url = app_client.post("/v1/images/generations", json={
-        "prompt": "x", "model": "dall-e-2", "size": "256x256"}).json()["data"][0]["url"]
+    url = app_client.post(
+        "/v1/images/generations", json={"prompt": "x", "model": "dall-e-2", "size": "256x256"}
+    ).json()["data"][0]["url"]
     path = url.removeprefix("http://127.0.0.1:8000")
     assert app_client.get(path).status_code == 200
     name, sig = path.rsplit("?sig=", 1)

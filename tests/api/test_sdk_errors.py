@@ -31,60 +31,166 @@ def edit(image: bytes | None = None, mime: str = "image/png", **kw: Any) -> Call
 
 BOTH_MODES: list[tuple[str, Call, type[openai.APIError], str | None, str | None, str | None]] = [
     ("invalid size", gen(size="300x300"), openai.BadRequestError, "invalid_value", "size", None),
-    ("missing prompt", gen(extra_body={"prompt": None}), openai.BadRequestError,
-     "missing_required_parameter", "prompt", "Missing required parameter: 'prompt'."),
-    ("prompt too long", gen(prompt="x" * 32001), openai.BadRequestError, "string_above_max_length",
-     "prompt", "Invalid 'prompt': string too long. Expected a string with maximum length 32000, "
-     "but got a string with length 32001 instead."),
-    ("n too big", gen(n=11), openai.BadRequestError, "integer_above_max_value", "n",
-     "Invalid 'n': integer above maximum value. Expected a value <= 10, but got 11 instead."),
+    (
+        "missing prompt",
+        gen(extra_body={"prompt": None}),
+        openai.BadRequestError,
+        "missing_required_parameter",
+        "prompt",
+        "Missing required parameter: 'prompt'.",
+    ),
+    (
+        "prompt too long",
+        gen(prompt="x" * 32001),
+        openai.BadRequestError,
+        "string_above_max_length",
+        "prompt",
+        "Invalid 'prompt': string too long. Expected a string with maximum length 32000, "
+        "but got a string with length 32001 instead.",
+    ),
+    (
+        "n too big",
+        gen(n=11),
+        openai.BadRequestError,
+        "integer_above_max_value",
+        "n",
+        "Invalid 'n': integer above maximum value. Expected a value <= 10, but got 11 instead.",
+    ),
     ("n too small", gen(n=0), openai.BadRequestError, "integer_below_min_value", "n", None),
-    ("n wrong type", gen(extra_body={"n": "2"}), openai.BadRequestError, "invalid_type", "n",
-     "Invalid type for 'n': expected an integer, but got a string instead."),
-    ("unknown parameter", gen(extra_body={"colour": "red"}), openai.BadRequestError,
-     "unknown_parameter", "colour", "Unknown parameter: 'colour'."),
-    ("style on gpt-image", gen(style="vivid"), openai.BadRequestError, "unknown_parameter",
-     "style", None),
-    ("png compression", gen(output_compression=50), openai.BadRequestError,
-     "invalid_png_output_compression", "output_compression",
-     "Compression less than 100 is not supported for PNG output format"),
-    ("transparent jpeg", gen(background="transparent", output_format="jpeg"),
-     openai.BadRequestError, "invalid_value", "background", None),
-    ("partial_images range", gen(stream=True, partial_images=4), openai.BadRequestError,
-     "integer_above_max_value", "partial_images", None),
-    ("unknown model", gen(model="gpt-nope"), openai.NotFoundError, "model_not_found", "model",
-     "The model `gpt-nope` does not exist or you do not have access to it."),
-    ("dall-e-3 n=2", gen(model="dall-e-3", n=2), openai.BadRequestError,
-     "integer_above_max_value", "n", None),
-    ("dall-e-2 prompt limit", gen(model="dall-e-2", prompt="y" * 1001), openai.BadRequestError,
-     "string_above_max_length", "prompt", None),
-    ("dall-e-2 gpt-only field", gen(model="dall-e-2", output_format="png"),
-     openai.BadRequestError, "unknown_parameter", "output_format", None),
-    ("mask without alpha", edit(mask=("m.png", png((256, 256)), "image/png")),
-     openai.BadRequestError, "invalid_mask_image_format", "mask",
-     "Invalid mask image format - mask image missing alpha channel"),
-    ("mask size", edit(mask=("m.png", mask_png((128, 128), (0, 0, 8, 8)), "image/png")),
-     openai.BadRequestError, "invalid_mask_image_format", "mask",
-     "Invalid mask image format - mask size does not match image size"),
-    ("corrupt image", edit(image=b"\x89PNG\r\n\x1a\nnot really"), openai.BadRequestError,
-     "invalid_image", "image", None),
-    ("decompression bomb", edit(image=bomb_png()), openai.BadRequestError, "image_too_large",
-     "image", None),
-    ("too many images", lambda c: c.images.edit(
-        image=[("a.png", png((32, 32)), "image/png")] * 17, prompt="x"),
-     openai.BadRequestError, "array_above_max_length", "image", None),
-    ("dall-e-3 edits", edit(model="dall-e-3"), openai.BadRequestError, "invalid_value", "model",
-     None),
-    ("dall-e-2 edit non-square", edit(image=noisy_png((64, 32)), model="dall-e-2",
-                                      mask=("m.png", mask_png((64, 32), (0, 0, 8, 8)), "image/png")),
-     openai.BadRequestError, "invalid_image_format", "image", None),
+    (
+        "n wrong type",
+        gen(extra_body={"n": "2"}),
+        openai.BadRequestError,
+        "invalid_type",
+        "n",
+        "Invalid type for 'n': expected an integer, but got a string instead.",
+    ),
+    (
+        "unknown parameter",
+        gen(extra_body={"colour": "red"}),
+        openai.BadRequestError,
+        "unknown_parameter",
+        "colour",
+        "Unknown parameter: 'colour'.",
+    ),
+    ("style on gpt-image", gen(style="vivid"), openai.BadRequestError, "unknown_parameter", "style", None),
+    (
+        "png compression",
+        gen(output_compression=50),
+        openai.BadRequestError,
+        "invalid_png_output_compression",
+        "output_compression",
+        "Compression less than 100 is not supported for PNG output format",
+    ),
+    (
+        "transparent jpeg",
+        gen(background="transparent", output_format="jpeg"),
+        openai.BadRequestError,
+        "invalid_value",
+        "background",
+        None,
+    ),
+    (
+        "partial_images range",
+        gen(stream=True, partial_images=4),
+        openai.BadRequestError,
+        "integer_above_max_value",
+        "partial_images",
+        None,
+    ),
+    (
+        "unknown model",
+        gen(model="gpt-nope"),
+        openai.NotFoundError,
+        "model_not_found",
+        "model",
+        "The model `gpt-nope` does not exist or you do not have access to it.",
+    ),
+    (
+        "dall-e-3 n=2",
+        gen(model="dall-e-3", n=2),
+        openai.BadRequestError,
+        "integer_above_max_value",
+        "n",
+        None,
+    ),
+    (
+        "dall-e-2 prompt limit",
+        gen(model="dall-e-2", prompt="y" * 1001),
+        openai.BadRequestError,
+        "string_above_max_length",
+        "prompt",
+        None,
+    ),
+    (
+        "dall-e-2 gpt-only field",
+        gen(model="dall-e-2", output_format="png"),
+        openai.BadRequestError,
+        "unknown_parameter",
+        "output_format",
+        None,
+    ),
+    (
+        "mask without alpha",
+        edit(mask=("m.png", png((256, 256)), "image/png")),
+        openai.BadRequestError,
+        "invalid_mask_image_format",
+        "mask",
+        "Invalid mask image format - mask image missing alpha channel",
+    ),
+    (
+        "mask size",
+        edit(mask=("m.png", mask_png((128, 128), (0, 0, 8, 8)), "image/png")),
+        openai.BadRequestError,
+        "invalid_mask_image_format",
+        "mask",
+        "Invalid mask image format - mask size does not match image size",
+    ),
+    (
+        "corrupt image",
+        edit(image=b"\x89PNG\r\n\x1a\nnot really"),
+        openai.BadRequestError,
+        "invalid_image",
+        "image",
+        None,
+    ),
+    ("decompression bomb", edit(image=bomb_png()), openai.BadRequestError, "image_too_large", "image", None),
+    (
+        "too many images",
+        lambda c: c.images.edit(image=[("a.png", png((32, 32)), "image/png")] * 17, prompt="x"),
+        openai.BadRequestError,
+        "array_above_max_length",
+        "image",
+        None,
+    ),
+    ("dall-e-3 edits", edit(model="dall-e-3"), openai.BadRequestError, "invalid_value", "model", None),
+    (
+        "dall-e-2 edit non-square",
+        edit(
+            image=noisy_png((64, 32)),
+            model="dall-e-2",
+            mask=("m.png", mask_png((64, 32), (0, 0, 8, 8)), "image/png"),
+        ),
+        openai.BadRequestError,
+        "invalid_image_format",
+        "image",
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "call", "exc", "code", "param", "message"), BOTH_MODES,
-                         ids=[row[0] for row in BOTH_MODES])
-def test_error_rows(any_client: openai.OpenAI, name: str, call: Call, exc: type[openai.APIError],
-                    code: str | None, param: str | None, message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "call", "exc", "code", "param", "message"), BOTH_MODES, ids=[row[0] for row in BOTH_MODES]
+)
+def test_error_rows(
+    any_client: openai.OpenAI,
+    name: str,
+    call: Call,
+    exc: type[openai.APIError],
+    code: str | None,
+    param: str | None,
+    message: str | None,
+) -> None:
     with pytest.raises(exc) as info:
         call(any_client)
     error = info.value
@@ -92,7 +198,8 @@ def test_error_rows(any_client: openai.OpenAI, name: str, call: Call, exc: type[
     assert error.code == code
     assert error.param == param
     body = error.body
-    assert isinstance(body, dict) and set(body) >= {"message", "type", "param", "code"}
+    assert isinstance(body, dict)
+    assert set(body) >= {"message", "type", "param", "code"}
     if message is not None:
         assert body["message"] == message
     assert error.response.headers["content-type"] == "application/json"
@@ -106,38 +213,43 @@ def test_strict_rejects_lenient_extras(strict_client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         strict_client.images.generate(prompt="x", size="512x512")
     assert info.value.body["message"] == (  # type: ignore[index]
-        "Invalid value: '512x512'. Supported values are: '1024x1024', '1024x1536', "
-        "'1536x1024', and 'auto'.")
+        "Invalid value: '512x512'. Supported values are: '1024x1024', '1024x1536', '1536x1024', and 'auto'."
+    )
     with pytest.raises(openai.BadRequestError) as info:
-        strict_client.images.create_variation(image=("a.png", png((64, 64)), "image/png"),
-                                              model="gpt-image-1")
+        strict_client.images.create_variation(
+            image=("a.png", png((64, 64)), "image/png"), model="gpt-image-1"
+        )
     assert info.value.body["message"] == (  # type: ignore[index]
-        "Invalid value: 'gpt-image-1'. Value must be 'dall-e-2'.")
+        "Invalid value: 'gpt-image-1'. Value must be 'dall-e-2'."
+    )
 
 
-def test_strict_mimetype_vs_lenient_sniffing(strict_client: openai.OpenAI,
-                                             client: openai.OpenAI) -> None:
+def test_strict_mimetype_vs_lenient_sniffing(strict_client: openai.OpenAI, client: openai.OpenAI) -> None:
     call = edit(mime="application/octet-stream")
     with pytest.raises(openai.BadRequestError) as info:
         call(strict_client)
     assert info.value.code == "unsupported_file_mimetype"
     assert info.value.body["message"] == (  # type: ignore[index]
         "Invalid file 'image': unsupported mimetype ('application/octet-stream'). "
-        "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.")
+        "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'."
+    )
     assert call(client).data  # lenient sniffs the bytes instead
 
 
 def test_lenient_accepts_what_strict_refuses(client: openai.OpenAI) -> None:
     assert client.images.generate(prompt="x", size="512x512", response_format="url").data[0].url
-    assert client.images.create_variation(image=("a.png", png((64, 64)), "image/png"),
-                                          model="gpt-image-1", size="256x256").data
+    assert client.images.create_variation(
+        image=("a.png", png((64, 64)), "image/png"), model="gpt-image-1", size="256x256"
+    ).data
 
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(tmp_path_factory.mktemp("keyed"),
-                          "max_body_bytes = 200000\n",
-                          env={"EASEL_API_KEYS": "sk-alpha-0123456789,sk-beta-abcdefghij"})
+    server = start_server(
+        tmp_path_factory.mktemp("keyed"),
+        "max_body_bytes = 200000\n",
+        env={"EASEL_API_KEYS": "sk-alpha-0123456789,sk-beta-abcdefghij"},
+    )
     yield server
     server.stop()
 
@@ -159,11 +271,12 @@ def test_keys_required_when_configured(keyed_server: Server) -> None:
 def test_body_too_large_is_413(keyed_server: Server) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         sdk(keyed_server, "sk-alpha-0123456789").images.edit(
-            image=("a.png", noisy_png((300, 300)), "image/png"), prompt="x")
+            image=("a.png", noisy_png((300, 300)), "image/png"), prompt="x"
+        )
     assert info.value.status_code == 413
     assert info.value.code == "request_too_large"
 
 
 def test_refuses_open_non_loopback(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="refusing to serve 0.0.0.0 without API keys"):
+    with pytest.raises(RuntimeError, match=r"refusing to serve 0\.0\.0\.0 without API keys"):
         start_server(tmp_path, args=("--host", "0.0.0.0"))

@@ -25,15 +25,22 @@ def test_decodes_the_three_formats(fmt: str) -> None:
     assert decode(up(buf.getvalue()), LIMITS).size == (20, 10)
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"", "invalid_image"), (b"GIF89a" + b"\x00" * 20, "invalid_image"),
-    (png()[:60], "invalid_image"), (bomb_png(), "image_too_large"),
-    (bomb_png(3000, 3000), "image_too_large"), (b"\x00" * 1_000_001, "image_too_large"),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "invalid_image"),
+        (b"GIF89a" + b"\x00" * 20, "invalid_image"),
+        (png()[:60], "invalid_image"),
+        (bomb_png(), "image_too_large"),
+        (bomb_png(3000, 3000), "image_too_large"),
+        (b"\x00" * 1_000_001, "image_too_large"),
+    ],
+)
 def test_bad_uploads_are_400s(data: bytes, code: str) -> None:
     with pytest.raises(errors.BadRequestError) as info:
         decode(up(data), LIMITS)
-    assert info.value.code == code and info.value.param == "image"
+    assert info.value.code == code
+    assert info.value.param == "image"
 
 
 def test_gif_is_not_accepted() -> None:
@@ -51,12 +58,15 @@ def test_mimetype_check() -> None:
     assert info.value.code == "unsupported_file_mimetype"
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("png", "RGB"), ("png", "RGBA"), ("png", "P"),
-                                           ("jpeg", "RGBA"), ("webp", "RGBA"), ("webp", "L")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("png", "RGB"), ("png", "RGBA"), ("png", "P"), ("jpeg", "RGBA"), ("webp", "RGBA"), ("webp", "L")],
+)
 def test_encode_round_trips(fmt: str, mode: str) -> None:
     image = Image.new(mode, (33, 17))
     out = Image.open(io.BytesIO(encode(image, fmt, 80)))  # type: ignore[arg-type]
-    assert out.format == fmt.upper() and out.size == (33, 17)
+    assert out.format == fmt.upper()
+    assert out.size == (33, 17)
 
 
 def test_png_keeps_alpha_and_jpeg_compression_shrinks() -> None:

@@ -13,7 +13,9 @@ from easel.settings import ModelSpec, Settings, load_settings
 
 def test_keys_are_kept_only_as_digests() -> None:
     keys = StaticKeys(["sk-one-secret", "sk-two-secret"])
-    assert keys.enabled and keys.check("sk-two-secret") and not keys.check("sk-three")
+    assert keys.enabled
+    assert keys.check("sk-two-secret")
+    assert not keys.check("sk-three")
     assert "sk-one-secret" not in repr(vars(keys))
     assert not StaticKeys([]).enabled
 
@@ -33,8 +35,9 @@ def test_every_setting_has_a_default_and_a_description() -> None:
 
 def test_sources_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "easel.toml"
-    config.write_text('port = 9001\nhost = "127.0.0.2"\nurl_ttl_seconds = 10\n'
-                      '[[models]]\nid = "sd"\nsizes = ["512x512"]\n')
+    config.write_text(
+        'port = 9001\nhost = "127.0.0.2"\nurl_ttl_seconds = 10\n[[models]]\nid = "sd"\nsizes = ["512x512"]\n'
+    )
     monkeypatch.setenv("EASEL_PORT", "9002")
     monkeypatch.setenv("EASEL_API_KEYS", "a, b,,c")
     settings = load_settings(config, host="127.0.0.3")
@@ -50,15 +53,25 @@ def test_defaults_serve_three_placeholder_models(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("EASEL_API_KEYS", raising=False)
     settings = Settings()
     assert [(m.id, m.resolved_profile, m.backend) for m in settings.models] == [
-        ("gpt-image-1", "gpt-image", "placeholder"), ("dall-e-2", "dall-e-2", "placeholder"),
-        ("dall-e-3", "dall-e-3", "placeholder")]
-    assert settings.host == "127.0.0.1" and settings.is_loopback and not settings.api_keys
+        ("gpt-image-1", "gpt-image", "placeholder"),
+        ("dall-e-2", "dall-e-2", "placeholder"),
+        ("dall-e-3", "dall-e-3", "placeholder"),
+    ]
+    assert settings.host == "127.0.0.1"
+    assert settings.is_loopback
+    assert not settings.api_keys
 
 
-@pytest.mark.parametrize("models", [
-    [], [{"id": "a"}, {"id": "a"}], [{"id": "a", "sizes": ["big"]}],
-    [{"id": "a", "default_size": "640x480"}], [{"id": "a", "colour": "red"}],
-])
+@pytest.mark.parametrize(
+    "models",
+    [
+        [],
+        [{"id": "a"}, {"id": "a"}],
+        [{"id": "a", "sizes": ["big"]}],
+        [{"id": "a", "default_size": "640x480"}],
+        [{"id": "a", "colour": "red"}],
+    ],
+)
 def test_bad_model_lists_are_refused(models: list[dict[str, object]]) -> None:
     with pytest.raises(ValidationError):
         Settings(models=models)  # type: ignore[arg-type]

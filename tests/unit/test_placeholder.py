@@ -15,8 +15,14 @@ BACKEND = PlaceholderBackend(ModelSpec(id="gpt-image-1"))
 
 
 def render(**kw: object) -> Render:
-    base: dict[str, object] = {"model": "m", "n": 1, "width": 256, "height": 256,
-                               "quality": "medium", "background": "opaque"}
+    base: dict[str, object] = {
+        "model": "m",
+        "n": 1,
+        "width": 256,
+        "height": 256,
+        "quality": "medium",
+        "background": "opaque",
+    }
     return Render(**(base | kw))  # type: ignore[arg-type]
 
 
@@ -61,7 +67,9 @@ def test_n_images_differ() -> None:
 def test_transparent_background_is_real_alpha() -> None:
     image = generate(background="transparent", seed=3)[0]
     alpha = arr(image)[..., 3]
-    assert image.mode == "RGBA" and alpha.min() == 0 and alpha.max() == 255
+    assert image.mode == "RGBA"
+    assert alpha.min() == 0
+    assert alpha.max() == 255
 
 
 def test_previews_are_real_stages() -> None:
