@@ -41,7 +41,7 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
     storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds)
     return Services(
         settings=settings,
-        service=ImageService(served, settings.default_model_id, storage, limits),
+        service=ImageService(served, settings.default_model_id, storage, limits, settings.cpu_workers),
         storage=storage,
         keys=StaticKeys(settings.api_keys),
         remote=RemotePolicy(

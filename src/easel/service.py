@@ -65,9 +65,17 @@ class ImageService:
     """Validates requests into plans, runs them on their model's backend, and delivers the images."""
 
     def __init__(
-        self, models: Sequence[ServedModel], default_model: str, storage: Storage, limits: Limits
+        self,
+        models: Sequence[ServedModel],
+        default_model: str,
+        storage: Storage,
+        limits: Limits,
+        cpu_workers: int = 1,
     ) -> None:
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
+        # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
+        # thrashing the cores and holding every request's pixels in memory at once.
+        self.cpu = anyio.CapacityLimiter(cpu_workers)
         self.default_model = default_model
         self.storage = storage
         self.limits = limits
@@ -99,7 +107,8 @@ class ImageService:
         if not files:  # nothing to decode: cheaper to stay on the loop
             return model, model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
         plan = await anyio.to_thread.run_sync(
-            lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
+            lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits),
+            limiter=self.cpu,
         )
         return model, plan
 
@@ -107,7 +116,7 @@ class ImageService:
 
     async def run(self, model: ServedModel, plan: Plan, base_url: str) -> dict[str, Any]:
         """Render, encode and deliver; the ImagesResponse body."""
-        encoded = await anyio.to_thread.run_sync(self._render_and_encode, model, plan)
+        encoded = await anyio.to_thread.run_sync(self._render_and_encode, model, plan, limiter=self.cpu)
         delivery = plan.delivery
         data = [await self._item(e, delivery, base_url) for e in encoded]
         body: dict[str, Any] = {"created": int(time.time()), "data": data}
@@ -166,7 +175,7 @@ class ImageService:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         # The worker cannot be interrupted mid-render; if the client leaves, it finishes alone.
-        worker = asyncio.ensure_future(anyio.to_thread.run_sync(work))
+        worker = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=self.cpu))
         common = _resolved(plan)
         per_image = _per_image(plan.usage, plan.job.render.n)
         while (item := await queue.get()) is not None:

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     models: list[ModelSpec] = Field(
         default_factory=_default_models, description="The served models (see the README)."
     )
+    cpu_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Renders and encodes run at once (default: the CPU count); more only thrash.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     @field_validator("api_keys", mode="before")

@@ -16,7 +16,9 @@ MISSING_KEY = (
 )
 
 
-def get_services(request: Request) -> Services:
+# Both dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in the
+# thread pool, a hop per dependency per request for work that never blocks.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -24,7 +26,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_key(request: Request, services: ServicesDep) -> None:
+async def require_key(request: Request, services: ServicesDep) -> None:
     """401 unless the request carries a configured key (only when keys are configured)."""
     if not services.keys.enabled:
         return

@@ -201,9 +201,20 @@ def paint(brief: Brief, on_stage: Stage | None = None, stages: int = 0) -> Image
         if on_stage is not None and step + 1 in marks:
             on_stage(canvas.copy())
     if brief.caption:
-        size = max(10, brief.height // 36)
-        text = brief.prompt if len(brief.prompt) <= 80 else brief.prompt[:77] + "..."
-        x, y = size, brief.height - size * 2
-        draw.text((x + 1, y + 1), text, font=_font(size), fill=(0, 0, 0, 255))
-        draw.text((x, y), text, font=_font(size), fill=(255, 255, 255, 255))
+        _caption(canvas, brief)
     return canvas
+
+
+def _caption(canvas: Image.Image, brief: Brief) -> None:
+    """The prompt along the bottom edge, with a one-pixel shadow, rasterised once."""
+    size = max(10, brief.height // 36)
+    text = brief.prompt if len(brief.prompt) <= 80 else brief.prompt[:77] + "..."
+    font = _font(size)
+    _, _, right, bottom = font.getbbox(text)
+    if right <= 0 or bottom <= 0:
+        return
+    glyphs = Image.new("L", (int(right), int(bottom)))
+    ImageDraw.Draw(glyphs).text((0, 0), text, font=font, fill=255)
+    x, y = size, brief.height - size * 2
+    canvas.paste((0, 0, 0, 255), (x + 1, y + 1), glyphs)
+    canvas.paste((255, 255, 255, 255), (x, y), glyphs)
