@@ -280,3 +280,11 @@ def test_body_too_large_is_413(keyed_server: Server) -> None:
 def test_refuses_open_non_loopback(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"refusing to serve 0\.0\.0\.0 without API keys"):
         start_server(tmp_path, args=("--host", "0.0.0.0"))
+
+
+def test_allow_open_serves_a_non_loopback_bind(tmp_path: Path) -> None:
+    server = start_server(tmp_path, args=("--host", "0.0.0.0", "--allow-open"))
+    try:
+        assert httpx.get(f"{server.url}/health").status_code == 200  # reached over loopback
+    finally:
+        server.stop()

@@ -66,3 +66,10 @@ def test_help_lists_commands() -> None:
 def test_output_paths() -> None:
     assert output_paths(None, 1, "png") == [Path("image.png")]
     assert output_paths(Path("a/b.jpg"), 2, "jpeg") == [Path("a/b-1.jpg"), Path("a/b-2.jpg")]
+
+
+def test_configuration_reference_is_current() -> None:
+    result = CliRunner().invoke(cli, ["config-reference"])
+    assert result.exit_code == 0
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert result.output == committed, "run: easel config-reference > docs/configuration.md"

@@ -81,3 +81,12 @@ def test_loopback_detection() -> None:
     assert Settings(host="::1").is_loopback
     assert not Settings(host="0.0.0.0").is_loopback
     assert Settings(host="::1", port=5).base_url == "http://[::1]:5"
+
+
+def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "easel.toml").write_text(example)
+    settings = load_settings(tmp_path / "easel.toml")
+    assert [m.id for m in settings.models] == ["gpt-image-1", "dall-e-2", "preview"]
+    assert settings.models[2].options == {"caption": False}

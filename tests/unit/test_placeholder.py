@@ -104,3 +104,32 @@ def test_variations_are_derived_and_differ() -> None:
     a, b = (arr(r.image) for r in BACKEND.run(VariationJob(render=render(n=2), image=source)))
     assert (a != b).any()
     assert np.corrcoef(a.ravel(), arr(source).ravel())[0, 1] > 0.5
+
+
+def test_opaque_image_without_mask_is_edited_as_a_whole() -> None:
+    base = Image.new("RGB", (128, 128), (200, 30, 30))
+    job = EditJob(render=render(width=128, height=128, seed=1), prompt="blue sea", images=(base,), mask=None)
+    out = arr(next(BACKEND.run(job)).image)
+    changed = (out[..., :3] != (200, 30, 30)).any(axis=-1)
+    assert changed.mean() > 0.9  # repainted everywhere...
+    assert out[..., 0].mean() > 60  # ...while the input's red still shows through
+
+
+def test_natural_style_and_low_guidance_mute_colours() -> None:
+    def saturation(image: Image.Image) -> float:
+        a = arr(image)[..., :3]
+        return float((a.max(axis=-1) - a.min(axis=-1)).mean())
+
+    vivid = saturation(generate("red green blue", seed=4)[0])
+    assert saturation(generate("red green blue", seed=4, style="natural")[0]) < vivid
+    assert saturation(generate("red green blue", seed=4, guidance_scale=0.5)[0]) < vivid
+
+
+def test_caption_option() -> None:
+    quiet = PlaceholderBackend(ModelSpec(id="m", options={"caption": False}))
+    job = GenerateJob(render=render(seed=2), prompt="words words words")
+    with_caption = next(BACKEND.run(job)).image
+    without = next(quiet.run(job)).image
+    bottom = slice(200, 256)
+    assert (arr(with_caption)[bottom] != arr(without)[bottom]).any()
+    assert (arr(with_caption)[:150] == arr(without)[:150]).all()

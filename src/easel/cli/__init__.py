@@ -15,6 +15,14 @@ def cli() -> None:
     """easel: OpenAI's Images API, self-hosted."""
 
 
+@cli.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (every setting, its variable and default)."""
+    from ..settings import reference
+
+    click.echo(reference(), nl=False)
+
+
 cli.add_command(serve)
 cli.add_command(generate)
 
