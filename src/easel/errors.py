@@ -191,38 +191,14 @@ def empty_string(name: str) -> BadRequestError:
     )
 
 
-def integer_above(name: str, maximum: int, got: int) -> BadRequestError:
+def out_of_range(name: str, got: float, limit: float, *, above: bool) -> BadRequestError:
+    """`integer_above_max_value` and its siblings, for integers and decimals alike."""
+    kind, code = ("integer", "integer") if isinstance(got, int) else ("number", "decimal")
+    side, op, end = ("above maximum", "<=", "above_max") if above else ("below minimum", ">=", "below_min")
+    shown = int(limit) if kind == "integer" else limit
     return BadRequestError(
-        f"Invalid '{name}': integer above maximum value. Expected a value <= {maximum}, "
-        f"but got {got} instead.",
-        code="integer_above_max_value",
-        param=name,
-    )
-
-
-def integer_below(name: str, minimum: int, got: int) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, "
-        f"but got {got} instead.",
-        code="integer_below_min_value",
-        param=name,
-    )
-
-
-def number_above(name: str, maximum: float, got: float) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid '{name}': number above maximum value. Expected a value <= {maximum}, "
-        f"but got {got} instead.",
-        code="decimal_above_max_value",
-        param=name,
-    )
-
-
-def number_below(name: str, minimum: float, got: float) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid '{name}': number below minimum value. Expected a value >= {minimum}, "
-        f"but got {got} instead.",
-        code="decimal_below_min_value",
+        f"Invalid '{name}': {kind} {side} value. Expected a value {op} {shown}, but got {got} instead.",
+        code=f"{code}_{end}_value",
         param=name,
     )
 

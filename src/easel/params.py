@@ -119,18 +119,12 @@ def check(param: Param, value: Any) -> None:
         if param.choices is not None and value not in param.choices:
             raise errors.invalid_value(name, value, param.choices)
         return
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return
-    if isinstance(value, int):
-        if param.maximum is not None and value > param.maximum:
-            raise errors.integer_above(name, int(param.maximum), value)
-        if param.minimum is not None and value < param.minimum:
-            raise errors.integer_below(name, int(param.minimum), value)
-    elif isinstance(value, float):
-        if param.maximum is not None and value > param.maximum:
-            raise errors.number_above(name, param.maximum, value)
-        if param.minimum is not None and value < param.minimum:
-            raise errors.number_below(name, param.minimum, value)
+    if param.maximum is not None and value > param.maximum:
+        raise errors.out_of_range(name, value, param.maximum, above=True)
+    if param.minimum is not None and value < param.minimum:
+        raise errors.out_of_range(name, value, param.minimum, above=False)
 
 
 def first_unknown(given: Iterable[str], known: Mapping[str, object]) -> str | None:

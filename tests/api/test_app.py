@@ -233,33 +233,24 @@ def test_edit_auto_size_follows_the_input(fake: TestClient, recorder: RecordingB
     assert recorder.jobs[-1].render.size == "1536x1024"
 
 
+def hosted_url(client: TestClient, headers: dict[str, str] | None = None) -> str:
+    body = {"prompt": "x", "model": "dall-e-2", "size": "256x256"}
+    url: str = client.post("/v1/images/generations", headers=headers, json=body).json()["data"][0]["url"]
+    return url
+
+
 def test_public_base_url_and_trusted_proxy(tmp_path: Path) -> None:
     with make(tmp_path, public_base_url="https://img.example.com/") as client:
-        url = client.post(
-            "/v1/images/generations", json={"prompt": "x", "model": "dall-e-2", "size": "256x256"}
-        ).json()["data"][0]["url"]
-    assert url.startswith("https://img.example.com/files/images/")
+        assert hosted_url(client).startswith("https://img.example.com/files/images/")
     forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "proxy.example.org"}
     with make(tmp_path, trust_proxy=True) as client:
-        url = client.post(
-            "/v1/images/generations",
-            headers=forwarded,
-            json={"prompt": "x", "model": "dall-e-2", "size": "256x256"},
-        ).json()["data"][0]["url"]
-    assert url.startswith("https://proxy.example.org/files/images/")
+        assert hosted_url(client, forwarded).startswith("https://proxy.example.org/files/images/")
     with make(tmp_path) as client:  # untrusted: forwarded headers are ignored
-        url = client.post(
-            "/v1/images/generations",
-            headers=forwarded,
-            json={"prompt": "x", "model": "dall-e-2", "size": "256x256"},
-        ).json()["data"][0]["url"]
-    assert url.startswith("http://127.0.0.1:8000/files/images/")
+        assert hosted_url(client, forwarded).startswith("http://127.0.0.1:8000/files/images/")
 
 
 def test_hosted_url_tampering_and_traversal(app_client: TestClient) -> None:
-    url = app_client.post(
-        "/v1/images/generations", json={"prompt": "x", "model": "dall-e-2", "size": "256x256"}
-    ).json()["data"][0]["url"]
+    url = hosted_url(app_client)
     path = url.removeprefix("http://127.0.0.1:8000")
     assert app_client.get(path).status_code == 200
     name, sig = path.rsplit("?sig=", 1)
