@@ -34,7 +34,7 @@ class RecordingBackend(Backend):
             raise self.fail
         r = job.render
         for i in range(r.n):
-            if on_preview is not None:
+            if on_preview is not None and r.previews:
                 on_preview(i, 0, Image.new("RGB", (r.width, r.height), (10, 10, 10)))
                 if self.fail_after_preview:
                     raise RuntimeError("the GPU caught fire")

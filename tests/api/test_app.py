@@ -260,3 +260,19 @@ def test_hosted_url_tampering_and_traversal(app_client: TestClient) -> None:
     assert app_client.get(f"{later}?sig={sig}").status_code == 403
     assert app_client.get(f"/files/images/..%2Furl-signing.key?sig={sig}").status_code == 404
     assert app_client.get(f"/files/images/../url-signing.key?sig={sig}").status_code == 404
+
+
+def test_repeated_image_parts_are_a_list(fake: TestClient, recorder: RecordingBackend) -> None:
+    files = [
+        ("image", ("a.png", png((32, 32)), "image/png")),
+        ("image", ("b.png", png((32, 32)), "image/png")),
+    ]
+    response = fake.post("/v1/images/edits", data={"prompt": "x", "size": "256x256"}, files=files)
+    assert response.status_code == 200, response.text
+    assert len(recorder.jobs[-1].images) == 2  # type: ignore[union-attr]
+
+
+def test_stream_without_partials_sends_only_the_completed_event(fake: TestClient) -> None:
+    response = fake.post("/v1/images/generations", json={"prompt": "x", "stream": True, "size": "256x256"})
+    events = [line for line in response.text.splitlines() if line.startswith("event:")]
+    assert events == ["event: image_generation.completed"]

@@ -255,7 +255,10 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_keys_required_when_configured(keyed_server: Server) -> None:
-    assert sdk(keyed_server, "sk-beta-abcdefghij").images.generate(prompt="x", size="256x256").data
+    keyed = sdk(keyed_server, "sk-beta-abcdefghij")
+    assert keyed.images.generate(prompt="x", size="256x256").data
+    url = keyed.images.generate(model="dall-e-2", prompt="x", size="256x256").data[0].url
+    assert httpx.get(url or "").status_code == 200  # hosted URLs need no key
     with pytest.raises(openai.AuthenticationError) as info:
         sdk(keyed_server, "sk-wrong-key-wxyz").images.generate(prompt="x")
     assert info.value.code == "invalid_api_key"
