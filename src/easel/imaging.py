@@ -135,6 +135,3 @@ def _over_white(image: Image.Image) -> Image.Image:
 
 def b64(data: bytes) -> str:
     return str(pybase64.b64encode(data).decode("ascii"))
-
-
-MIME_OF: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

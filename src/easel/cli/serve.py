@@ -64,6 +64,7 @@ def serve(
     import uvicorn
 
     from ..app import create_app
+    from ..backends.registry import UnknownBackendError
 
     flags: dict[str, Any] = {
         k: v
@@ -90,7 +91,10 @@ def serve(
     )
     sock = _bind(settings.host, settings.port)
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except UnknownBackendError as exc:
+        raise click.ClickException(str(exc)) from None
     Console(stderr=True).print(describe(settings), highlight=False)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10)
