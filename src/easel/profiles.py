@@ -331,7 +331,8 @@ class ModelRules:
             partial_images=partials,
             gpt_fields=gpt,
             revised_prompt=self.profile == "dall-e-3",
-            show_seed="seed" in self.caps.extensions,
+            # Strict models add the extension key only when the client asked for a seed.
+            show_seed="seed" in self.caps.extensions and (not self.strict or v.get("seed") is not None),
         )
         cost = usage.usage(
             prompt,

@@ -276,3 +276,34 @@ def test_stream_without_partials_sends_only_the_completed_event(fake: TestClient
     response = fake.post("/v1/images/generations", json={"prompt": "x", "stream": True, "size": "256x256"})
     events = [line for line in response.text.splitlines() if line.startswith("event:")]
     assert events == ["event: image_generation.completed"]
+
+
+def test_cpu_workers_bound_concurrent_renders(tmp_path: Path) -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Slow(RecordingBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.active = self.peak = 0
+            self.lock = threading.Lock()
+
+        def run(self, job, on_preview=None):  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            time.sleep(0.15)
+            with self.lock:
+                self.active -= 1
+            return super().run(job, on_preview)
+
+    for workers, expected in ((1, 1), (3, 3)):
+        slow = Slow()
+        with make(tmp_path, slow, cpu_workers=workers) as client, ThreadPoolExecutor(6) as pool:
+            sent = [
+                pool.submit(client.post, "/v1/images/generations", json={"prompt": "x", "size": "256x256"})
+                for _ in range(6)
+            ]
+            assert all(f.result().status_code == 200 for f in sent)
+        assert slow.peak == expected

@@ -199,6 +199,12 @@ def test_stream_n2_each_image_has_its_partials(client: openai.OpenAI) -> None:
         "partial_image",
         "completed",
     ]
+    # Each completed event: the whole input, and its own image's output tokens
+    # (medium at 256x256 is the 1024x1024 figure scaled by pixel count: 1056 / 16 = 66).
+    for completed in (events[1], events[3]):
+        usage = completed.usage  # type: ignore[union-attr]
+        assert usage.output_tokens == 66
+        assert usage.total_tokens == usage.input_tokens + 66
 
 
 def test_stream_edit(client: openai.OpenAI) -> None:

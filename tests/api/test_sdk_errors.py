@@ -291,3 +291,12 @@ def test_allow_open_serves_a_non_loopback_bind(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/health").status_code == 200  # reached over loopback
     finally:
         server.stop()
+
+
+def test_seed_key_in_strict_mode_only_when_asked(strict_client: openai.OpenAI, client: openai.OpenAI) -> None:
+    plain = strict_client.images.generate(prompt="x").data[0]
+    assert "seed" not in (plain.model_extra or {})
+    seeded = strict_client.images.generate(prompt="x", extra_body={"seed": 11}).data[0]
+    assert (seeded.model_extra or {})["seed"] == 11
+    lenient = client.images.generate(prompt="x", size="256x256").data[0]
+    assert isinstance((lenient.model_extra or {})["seed"], int)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import random
 import re
@@ -83,8 +84,6 @@ def _stable_hash(text: str) -> int:
 
 
 def _hue(h: float, saturation: float, value: float) -> RGB:
-    import colorsys
-
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, saturation, value)
     return (int(r * 255), int(g * 255), int(b * 255))
 
