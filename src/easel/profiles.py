@@ -213,6 +213,13 @@ class ModelRules:
             raise errors.missing_required(name)
         dalle = self.profile == "dall-e-2"
         most = 1 if dalle or op == "variations" else min(16, self.caps.max_input_images)
+        if len(uploads) > most and most < 16 and not dalle and op == "edits":
+            raise errors.BadRequestError(
+                f"Invalid '{name}': the model '{self.spec.id}' takes at most {most} input image(s) "
+                f"and got {len(uploads)}; its pipeline has no reference-image input for the others.",
+                code="array_above_max_length",
+                param=name,
+            )
         if len(uploads) > most:
             raise errors.BadRequestError(
                 f"Invalid '{name}': array too long. Expected an array with maximum length "

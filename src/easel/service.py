@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -73,6 +74,11 @@ class ImageService:
         cpu_workers: int = 1,
     ) -> None:
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
+        # A backend that can only run so many jobs at once gets its own gate, waited on
+        # before a CPU worker is taken, so other models' requests are not held up behind it.
+        self.gates = {
+            m.id: anyio.CapacityLimiter(m.backend.concurrency) for m in models if m.backend.concurrency
+        }
         # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
         # thrashing the cores and holding every request's pixels in memory at once.
         self.cpu = anyio.CapacityLimiter(cpu_workers)
@@ -105,18 +111,25 @@ class ImageService:
         """Validate a request completely before any work starts; decoding runs off the loop."""
         model = self.model_for(raw)
         if not files:  # nothing to decode: cheaper to stay on the loop
-            return model, model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
-        plan = await anyio.to_thread.run_sync(
-            lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits),
-            limiter=self.cpu,
-        )
+            plan = model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
+        else:
+            plan = await anyio.to_thread.run_sync(
+                lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits),
+                limiter=self.cpu,
+            )
+        model.backend.validate(plan.job)
         return model, plan
+
+    def _gate(self, model: ServedModel) -> contextlib.AbstractAsyncContextManager[Any]:
+        gate = self.gates.get(model.id)
+        return gate if gate is not None else contextlib.nullcontext()
 
     # -- non-streaming -------------------------------------------------------------------
 
     async def run(self, model: ServedModel, plan: Plan, base_url: str) -> dict[str, Any]:
         """Render, encode and deliver; the ImagesResponse body."""
-        encoded = await anyio.to_thread.run_sync(self._render_and_encode, model, plan, limiter=self.cpu)
+        async with self._gate(model):
+            encoded = await anyio.to_thread.run_sync(self._render_and_encode, model, plan, limiter=self.cpu)
         delivery = plan.delivery
         data = [await self._item(e, delivery, base_url) for e in encoded]
         body: dict[str, Any] = {"created": int(time.time()), "data": data}
@@ -174,8 +187,12 @@ class ImageService:
             else:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
+        async def gated_work() -> None:
+            async with self._gate(model):
+                await anyio.to_thread.run_sync(work, limiter=self.cpu)
+
         # The worker cannot be interrupted mid-render; if the client leaves, it finishes alone.
-        worker = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=self.cpu))
+        worker = asyncio.ensure_future(gated_work())
         common = _resolved(plan)
         per_image = _per_image(plan.usage, plan.job.render.n)
         while (item := await queue.get()) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -238,8 +239,11 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     return _FromFile(**overrides)
 
 
-def reference() -> str:
-    """The configuration reference (docs/configuration.md), generated from the fields above."""
+def reference(extra: Sequence[tuple[str, type[BaseModel]]] = ()) -> str:
+    """The configuration reference (docs/configuration.md), generated from the fields above.
+
+    `extra` adds a section per (heading, options model), for backends' `[models.options]`.
+    """
     lines = [
         "# Configuration reference",
         "",
@@ -254,9 +258,11 @@ def reference() -> str:
     ]
     for name, field in Settings.model_fields.items():
         lines.append(f"| `{name}` | `EASEL_{name.upper()}` | {_shown(field)} | {field.description} |")
-    lines += ["", "## A model (`[[models]]` tables)", "", "| key | default | meaning |", "|---|---|---|"]
-    for name, field in ModelSpec.model_fields.items():
-        lines.append(f"| `{name}` | {_shown(field)} | {field.description} |")
+    sections: list[tuple[str, type[BaseModel]]] = [("A model (`[[models]]` tables)", ModelSpec), *extra]
+    for heading, model in sections:
+        lines += ["", f"## {heading}", "", "| key | default | meaning |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            lines.append(f"| `{name}` | {_shown(field)} | {field.description} |")
     return "\n".join(lines) + "\n"
 
 
@@ -265,5 +271,7 @@ def _shown(field: Any) -> str:
         return "required"
     if field.default_factory is not None:
         value = field.default_factory()
+        if isinstance(value, BaseModel):
+            return f"`{value.model_dump()!r}`"
         return f"`{value!r}`" if value in ([], {}) else "computed"
     return f"`{field.default!r}`" if field.default is not None else "none"

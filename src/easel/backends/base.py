@@ -14,6 +14,10 @@ from ..settings import ModelSpec
 EXTENSIONS = ("seed", "negative_prompt", "steps", "guidance_scale")
 
 
+class BackendConfigError(ValueError):
+    """A model's configuration cannot be served; reported at start-up, before anything binds."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model can do; the profile layer rejects anything outside it with a 400."""
@@ -53,6 +57,14 @@ class Backend(ABC):
     @property
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
+
+    @property
+    def concurrency(self) -> int | None:
+        """How many jobs `run` may serve at once; None: as many as the CPU workers allow."""
+        return None
+
+    def validate(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """Reject (with an APIError 400) what this model cannot do, before any work starts."""
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Load whatever the backend needs; called once before serving."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from .base import Backend
+from .base import Backend, BackendConfigError
 
 #: Built-in backends, as "module:Class" so nothing heavy is imported until one is used.
 BUILTIN: dict[str, str] = {
     "placeholder": "easel.backends.placeholder:PlaceholderBackend",
+    "diffusers": "easel.backends.diffusion.backend:DiffusersBackend",
 }
 GROUP = "easel.backends"
 
 
-class UnknownBackendError(LookupError):
+class UnknownBackendError(BackendConfigError):
     """No built-in or installed backend has this name."""
 
 

@@ -18,9 +18,11 @@ def cli() -> None:
 @cli.command("config-reference")
 def config_reference() -> None:
     """Print the configuration reference (every setting, its variable and default)."""
+    from ..backends.diffusion.options import DiffusersOptions
     from ..settings import reference
 
-    click.echo(reference(), nl=False)
+    heading = 'Options of the diffusers backend (`[models.options]` of a `backend = "diffusers"` model)'
+    click.echo(reference([(heading, DiffusersOptions)]), nl=False)
 
 
 cli.add_command(serve)

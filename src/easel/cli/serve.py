@@ -64,7 +64,7 @@ def serve(
     import uvicorn
 
     from ..app import create_app
-    from ..backends.registry import UnknownBackendError
+    from ..backends.base import BackendConfigError
 
     flags: dict[str, Any] = {
         k: v
@@ -93,7 +93,7 @@ def serve(
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     try:
         app = create_app(settings)
-    except UnknownBackendError as exc:
+    except BackendConfigError as exc:
         raise click.ClickException(str(exc)) from None
     Console(stderr=True).print(describe(settings), highlight=False)
     server = uvicorn.Server(

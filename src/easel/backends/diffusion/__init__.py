@@ -1,0 +1,1 @@
+"""The diffusers backend: options, pipeline families, loading, previews and tiny test pipelines."""

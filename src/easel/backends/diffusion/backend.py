@@ -1,0 +1,284 @@
+"""DiffusersBackend: open image models through Hugging Face diffusers; one model serves every endpoint."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import math
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PIL import Image, ImageChops, ImageFilter
+from pydantic import ValidationError
+
+from ... import errors
+from ...jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
+from ...settings import ModelSpec, parse_size
+from ..base import Backend, BackendConfigError, Capabilities
+from . import families
+from .loading import Loaded, load, resolve_folder
+from .options import DiffusersOptions
+from .previews import Previewer
+
+SEED_SPACE = 2**32
+#: What an inpainting checkpoint starts a generation from; the full mask repaints all of it.
+NEUTRAL = (127, 127, 127)
+
+
+class DiffusersBackend(Backend):
+    """Text-to-image for generations, inpainting or image-to-image for edits, image-to-image for variations.
+
+    The weights load once (`from_pretrained`) and the other pipelines share them (`from_pipe`).
+    A pipeline is not safe to call from two threads at once, so jobs run one at a time.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        if importlib.util.find_spec("diffusers") is None:
+            raise BackendConfigError(
+                f"model {spec.id!r}: the diffusers backend needs `pip install 'easel-server[diffusers]'`"
+            )
+        try:
+            self.options = DiffusersOptions.model_validate(spec.options)
+        except ValidationError as exc:
+            raise BackendConfigError(f"model {spec.id!r}: invalid diffusers options:\n{exc}") from None
+        try:
+            self.folder = resolve_folder(self.options)
+            self.info = families.inspect(self.folder)
+        except (BackendConfigError, families.PipelineConfigError) as exc:
+            raise BackendConfigError(f"model {spec.id!r}: {exc}") from None
+        for size in spec.allowed_sizes:
+            width, height = parse_size(size) or (0, 0)
+            problem = self.info.size_problem(width, height)
+            if problem:
+                raise BackendConfigError(f"model {spec.id!r}: size {size} cannot be served: {problem}")
+        self.loaded: Loaded | None = None
+        self._lock = threading.Lock()
+
+    # -- what this model can do ----------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        extensions = {"seed", "steps"}
+        if self.info.guidance:
+            extensions.add("guidance_scale")
+        if self.info.family.negative_prompt and self.info.guidance:
+            extensions.add("negative_prompt")
+        return Capabilities(
+            operations=frozenset({"generations", "edits", "variations"}),
+            transparent_background=False,
+            extensions=frozenset(extensions),
+            max_steps=self.options.max_steps,
+            guidance_range=(0.0, self.options.max_guidance_scale),
+            max_input_images=1,
+            previews=True,
+        )
+
+    @property
+    def concurrency(self) -> int:
+        return 1
+
+    def validate(self, job: Job) -> None:
+        r = job.render
+        problem = self.info.size_problem(r.width, r.height)
+        if problem:
+            raise errors.BadRequestError(
+                f"Invalid size '{r.size}' for model '{r.model}': {problem}.",
+                code="invalid_value",
+                param="size",
+            )
+        if r.negative_prompt and self._guidance(r) <= 1.0:
+            raise errors.BadRequestError(
+                f"negative_prompt has no effect on '{r.model}' with guidance_scale "
+                f"{self._guidance(r):g}: classifier-free guidance is off at 1 or below. Send a "
+                "guidance_scale above 1 with it.",
+                code="invalid_value",
+                param="negative_prompt",
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loaded = load(self.folder, self.info, self.options)
+        if self.options.compile:
+            # Compiling happens on the first call: pay it here, not in a client's request.
+            width, height = parse_size(self.spec.resolved_default_size) or (512, 512)
+            render = Render(self.spec.id, 1, width, height, "low", "opaque", seed=0, steps=1)
+            list(self.run(GenerateJob(render=render, prompt="warm-up")))
+
+    def close(self) -> None:
+        device = self.loaded.device if self.loaded else "cpu"
+        self.loaded = None
+        _release(device)
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+        loaded = self.loaded
+        if loaded is None:
+            raise RuntimeError("the diffusers backend has not been started")
+        r = job.render
+        base = r.seed if r.seed is not None else secrets.randbelow(SEED_SPACE)
+        seeds = [(base + i) % SEED_SPACE for i in range(r.n)]
+        import torch
+
+        try:
+            with self._lock, torch.inference_mode():
+                images = self._render(loaded, job, seeds, on_preview)
+        except (torch.OutOfMemoryError, MemoryError):
+            _release(loaded.device)
+            raise errors.GenerationFailedError(
+                f"The model '{r.model}' ran out of memory rendering {r.n} image(s) at {r.size}. "
+                "Try a smaller size or fewer images."
+            ) from None
+        prompt = None if isinstance(job, VariationJob) else job.prompt
+        for image, seed in zip(images, seeds, strict=True):
+            yield Rendered(image=image, seed=seed, revised_prompt=prompt)
+
+    def _render(
+        self, loaded: Loaded, job: Job, seeds: list[int], sink: PreviewSink | None
+    ) -> list[Image.Image]:
+        r = job.render
+        size = (r.width, r.height)
+        if isinstance(job, GenerateJob):
+            if loaded.text2image is None:  # an inpainting checkpoint: repaint a blank canvas
+                blank = Image.new("RGB", size, NEUTRAL)
+                return self._inpaint(loaded, r, job.prompt, blank, _full(size), 1.0, seeds, sink)
+            return self._call(loaded.text2image, r, job.prompt, seeds, sink)
+        if isinstance(job, VariationJob):
+            source = _fit(job.image, size).convert("RGB")
+            strength = self.options.variation_strength
+            return self._image2image(loaded, r, self.options.variation_prompt, source, strength, seeds, sink)
+        source = _fit(job.images[0], size)
+        area = _edit_area(job, size)
+        rgb = source.convert("RGB")
+        if area.getbbox() is None:  # nothing marked: image-to-image over the whole picture
+            strength = getattr(self.options.edit_strength, job.input_fidelity)
+            return self._image2image(loaded, r, job.prompt, rgb, strength, seeds, sink)
+        return self._inpaint(loaded, r, job.prompt, rgb, area, 1.0, seeds, sink)
+
+    def _image2image(
+        self,
+        loaded: Loaded,
+        r: Render,
+        prompt: str,
+        source: Image.Image,
+        strength: float,
+        seeds: list[int],
+        sink: PreviewSink | None,
+    ) -> list[Image.Image]:
+        if loaded.image2image is None:
+            return self._inpaint(loaded, r, prompt, source, _full(source.size), strength, seeds, sink)
+        return self._call(loaded.image2image, r, prompt, seeds, sink, image=source, strength=strength)
+
+    def _inpaint(
+        self,
+        loaded: Loaded,
+        r: Render,
+        prompt: str,
+        source: Image.Image,
+        area: Image.Image,
+        strength: float,
+        seeds: list[int],
+        sink: PreviewSink | None,
+    ) -> list[Image.Image]:
+        """Repaint `area` (255 = repaint), then put every kept pixel back exactly, with a soft seam."""
+        weight = _seam(area, self.options.mask_blur)
+
+        def keep_original(image: Image.Image) -> Image.Image:
+            return Image.composite(image.convert("RGB"), source, weight)
+
+        out = self._call(
+            loaded.inpaint,
+            r,
+            prompt,
+            seeds,
+            sink,
+            keep_original,
+            image=source,
+            mask_image=area,
+            strength=strength,
+        )
+        return [keep_original(image) for image in out]
+
+    def _call(
+        self,
+        pipe: Any,
+        r: Render,
+        prompt: str,
+        seeds: list[int],
+        sink: PreviewSink | None,
+        finish: Callable[[Image.Image], Image.Image] | None = None,
+        **inputs: Any,
+    ) -> list[Image.Image]:
+        """One pipeline call for all `n` images, each with its own seeded generator."""
+        import torch
+
+        steps = r.steps or self.options.steps.for_quality(r.quality)
+        strength = inputs.get("strength", 1.0)
+        kwargs: dict[str, Any] = {
+            "prompt": prompt,
+            "height": r.height,
+            "width": r.width,
+            "num_images_per_prompt": r.n,
+            # Image-to-image runs `strength` of the schedule: ask for enough that `steps` run.
+            "num_inference_steps": math.ceil(steps / strength - 1e-9),
+            "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+            "output_type": "pil",
+            **inputs,
+        }
+        if self.info.guidance:
+            kwargs["guidance_scale"] = self._guidance(r)
+        if r.negative_prompt:
+            kwargs["negative_prompt"] = r.negative_prompt
+        if self.options.max_sequence_length and self.info.family.name in ("flux", "sd3"):
+            kwargs["max_sequence_length"] = self.options.max_sequence_length
+        if sink is not None and r.previews:
+            kwargs["callback_on_step_end"] = Previewer(
+                self.info, self.options.preview, (r.width, r.height), r.previews, sink, finish
+            )
+            kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        images: list[Image.Image] = pipe(**kwargs).images
+        return [_fit(image, (r.width, r.height)).convert("RGB") for image in images]
+
+    def _guidance(self, r: Render) -> float:
+        if r.guidance_scale is not None:
+            return r.guidance_scale
+        if self.options.guidance_scale is not None:
+            return self.options.guidance_scale
+        return self.info.family.default_guidance
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _full(size: tuple[int, int]) -> Image.Image:
+    return Image.new("L", size, 255)
+
+
+def _edit_area(job: EditJob, size: tuple[int, int]) -> Image.Image:
+    """How much to repaint per pixel (255 = all): OpenAI's alpha 0 is diffusers' white."""
+    source = job.mask if job.mask is not None else job.images[0]
+    if "A" not in source.getbands():
+        return Image.new("L", size, 0)
+    alpha = source.getchannel("A")
+    return ImageChops.invert(alpha if alpha.size == size else alpha.resize(size, Image.Resampling.NEAREST))
+
+
+def _seam(area: Image.Image, blur: int) -> Image.Image:
+    """Blend weight for the result: soft just inside the edit area, exactly 0 outside it."""
+    if blur == 0:
+        return area
+    return ImageChops.multiply(area.filter(ImageFilter.GaussianBlur(blur)), area)
+
+
+def _release(device: str) -> None:
+    """Give back what a failed or finished run left allocated."""
+    gc.collect()
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
