@@ -85,7 +85,7 @@ def test_loopback_detection() -> None:
 
 def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    example = readme.split("```toml\n# easel.toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "easel.toml").write_text(example)
     settings = load_settings(tmp_path / "easel.toml")
     assert [m.id for m in settings.models] == ["gpt-image-1", "dall-e-2", "preview"]
