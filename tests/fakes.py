@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from PIL import Image
 
-from easel.backends.base import EXTENSIONS, Backend, Capabilities
+from easel.backends.base import EXTENSIONS, Backend, Capabilities, StopCheck
 from easel.jobs import Job, PreviewSink, Rendered
 
 
@@ -28,7 +28,9 @@ class RecordingBackend(Backend):
             extensions=frozenset(EXTENSIONS),
         )
 
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+    def run(
+        self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[Rendered]:
         self.jobs.append(job)
         if self.fail is not None:
             raise self.fail

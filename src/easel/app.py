@@ -41,7 +41,14 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
     storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds)
     return Services(
         settings=settings,
-        service=ImageService(served, settings.default_model_id, storage, limits, settings.cpu_workers),
+        service=ImageService(
+            served,
+            settings.default_model_id,
+            storage,
+            limits,
+            settings.cpu_workers,
+            timeout=settings.request_timeout_seconds,
+        ),
         storage=storage,
         keys=StaticKeys(settings.api_keys),
         remote=RemotePolicy(
@@ -66,6 +73,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for model in services.service.models.values():
             await anyio.to_thread.run_sync(model.backend.start)
+        services.service.start()
         sweeper = asyncio.create_task(_sweep_forever(services))
         try:
             yield
@@ -73,6 +81,7 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await services.service.stop()
             for model in services.service.models.values():
                 await anyio.to_thread.run_sync(model.backend.close)
             await services.storage.close()

@@ -99,6 +99,20 @@ class ServiceUnavailableError(APIError):
     type = "server_error"
 
 
+class RequestTimeoutError(APIError):
+    """The request ran past the server's time limit; retrying it would only run out again."""
+
+    status = 504
+    type = "server_error"
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(
+            f"The request did not finish within the server's time limit of {limit:g} seconds.",
+            code="timeout",
+            headers={"x-should-retry": "false"},
+        )
+
+
 class GenerationFailedError(InternalServerError):
     """A backend failed while rendering; the message is safe to show to the client."""
 

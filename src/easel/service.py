@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +15,10 @@ from PIL import Image
 from . import errors, imaging
 from .backends.base import Backend
 from .imaging import Limits, Upload
-from .jobs import Delivery, Operation, Rendered
+from .jobs import Delivery, Operation
 from .params import type_name
 from .profiles import ModelRules, Plan
+from .scheduler import Finished, Partial, Scheduler, Ticket, timed_out
 from .storage import Storage
 
 log = logging.getLogger("easel.service")
@@ -56,12 +56,6 @@ class ServedModel:
         }
 
 
-@dataclass(frozen=True)
-class Encoded:
-    rendered: Rendered
-    data: bytes
-
-
 class ImageService:
     """Validates requests into plans, runs them on their model's backend, and delivers the images."""
 
@@ -72,20 +66,41 @@ class ImageService:
         storage: Storage,
         limits: Limits,
         cpu_workers: int = 1,
+        timeout: float = 600.0,
     ) -> None:
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
-        # A backend that can only run so many jobs at once gets its own gate, waited on
-        # before a CPU worker is taken, so other models' requests are not held up behind it.
-        self.gates = {
-            m.id: anyio.CapacityLimiter(m.backend.concurrency) for m in models if m.backend.concurrency
-        }
         # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
         # thrashing the cores and holding every request's pixels in memory at once.
         self.cpu = anyio.CapacityLimiter(cpu_workers)
+        self.schedulers = {
+            m.id: Scheduler(
+                m.id,
+                _runner(m),
+                depth=m.rules.spec.max_queue,
+                workers=m.backend.concurrency or cpu_workers,
+                cpu=self.cpu,
+            )
+            for m in models
+        }
         self.default_model = default_model
         self.storage = storage
         self.limits = limits
+        self.timeout = timeout
         self.started = int(time.time())
+
+    def start(self) -> None:
+        """Start every model's scheduler (inside the running event loop)."""
+        for scheduler in self.schedulers.values():
+            scheduler.start()
+
+    def drain(self) -> None:
+        """Shutting down: refuse new work, answer the waiting with 503, let running work finish."""
+        for scheduler in self.schedulers.values():
+            scheduler.drain()
+
+    async def stop(self) -> None:
+        for scheduler in self.schedulers.values():
+            await scheduler.stop()
 
     def model_for(self, raw: Mapping[str, Any]) -> ServedModel:
         """The requested model (type-checked), or the default; 404 when it is not served."""
@@ -120,97 +135,110 @@ class ImageService:
         model.backend.validate(plan.job)
         return model, plan
 
-    def _gate(self, model: ServedModel) -> contextlib.AbstractAsyncContextManager[Any]:
-        gate = self.gates.get(model.id)
-        return gate if gate is not None else contextlib.nullcontext()
+    async def _results(self, model: ServedModel, plan: Plan, owner: str) -> AsyncIterator[Partial | Finished]:
+        """Queue the job behind `owner`'s earlier ones and yield its partials and images.
+
+        If the consumer stops listening (the client left) the ticket is abandoned: it leaves
+        the queue at once, or its render stops at the next step.
+        """
+        d = plan.delivery
+        scheduler = self.schedulers[model.id]
+        ticket = Ticket(
+            job=plan.job,
+            owner=owner,
+            encode=lambda image: imaging.encode(image, d.output_format, d.compression),
+            deadline=time.monotonic() + self.timeout,
+        )
+        scheduler.submit(ticket)
+        done = False
+        try:
+            while True:
+                left = ticket.deadline - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(ticket.events.get(), timeout=max(0.0, left) + 1.0)
+                except TimeoutError:
+                    raise timed_out(ticket) from None
+                if event is None:
+                    done = True
+                    return
+                if isinstance(event, BaseException):
+                    done = True
+                    raise event
+                yield event
+        finally:
+            if not done:
+                scheduler.abandon(ticket)
 
     # -- non-streaming -------------------------------------------------------------------
 
-    async def run(self, model: ServedModel, plan: Plan, base_url: str) -> dict[str, Any]:
+    async def run(self, model: ServedModel, plan: Plan, base_url: str, owner: str = "") -> dict[str, Any]:
         """Render, encode and deliver; the ImagesResponse body."""
-        async with self._gate(model):
-            encoded = await anyio.to_thread.run_sync(self._render_and_encode, model, plan, limiter=self.cpu)
+        finished = [e async for e in self._results(model, plan, owner) if isinstance(e, Finished)]
         delivery = plan.delivery
-        data = [await self._item(e, delivery, base_url) for e in encoded]
+        data = [await self._item(e, delivery, base_url) for e in finished]
         body: dict[str, Any] = {"created": int(time.time()), "data": data}
         if delivery.gpt_fields:
             body.update(_resolved(plan))
             body["usage"] = plan.usage
         return body
 
-    @staticmethod
-    def _render_and_encode(model: ServedModel, plan: Plan) -> list[Encoded]:
-        # One worker hop for both: the encode is the floor of every request's cost.
-        d = plan.delivery
-        return [
-            Encoded(r, imaging.encode(r.image, d.output_format, d.compression))
-            for r in model.backend.run(plan.job)
-        ]
-
-    async def _item(self, encoded: Encoded, delivery: Delivery, base_url: str) -> dict[str, Any]:
+    async def _item(self, finished: Finished, delivery: Delivery, base_url: str) -> dict[str, Any]:
         item: dict[str, Any]
         if delivery.response_format == "url":
-            stored = await self.storage.put(encoded.data, delivery.output_format, base_url)
+            stored = await self.storage.put(finished.data, delivery.output_format, base_url)
             item = {"url": stored.url}
         else:
-            item = {"b64_json": imaging.b64(encoded.data)}
-        if delivery.revised_prompt and encoded.rendered.revised_prompt is not None:
-            item["revised_prompt"] = encoded.rendered.revised_prompt
-        if delivery.show_seed and encoded.rendered.seed is not None:
-            item["seed"] = encoded.rendered.seed
+            item = {"b64_json": imaging.b64(finished.data)}
+        rendered = finished.rendered
+        if delivery.revised_prompt and rendered.revised_prompt is not None:
+            item["revised_prompt"] = rendered.revised_prompt
+        if delivery.show_seed and rendered.seed is not None:
+            item["seed"] = rendered.seed
         return item
 
     # -- streaming -----------------------------------------------------------------------
 
-    async def stream(self, model: ServedModel, plan: Plan) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(event type, data) pairs: each image's partials, then its completed event.
-
-        The backend runs in a worker thread and hands previews over as it makes them; they
-        are encoded there too, so the loop only forwards bytes.
-        """
+    async def stream(
+        self, model: ServedModel, plan: Plan, owner: str = ""
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(event type, data) pairs: each image's partials, then its completed event."""
         prefix = EVENT_PREFIX[plan.job.operation]
-        d = plan.delivery
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, int, bytes] | BaseException | None] = asyncio.Queue()
-
-        def on_preview(index: int, partial: int, preview: Image.Image) -> None:
-            data = imaging.encode(preview, d.output_format, d.compression)
-            loop.call_soon_threadsafe(queue.put_nowait, ("partial_image", partial, data))
-
-        def work() -> None:
-            try:
-                for r in model.backend.run(plan.job, on_preview):
-                    data = imaging.encode(r.image, d.output_format, d.compression)
-                    loop.call_soon_threadsafe(queue.put_nowait, ("completed", -1, data))
-            except BaseException as exc:  # handed to the stream, which reports it as an event
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            else:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        async def gated_work() -> None:
-            async with self._gate(model):
-                await anyio.to_thread.run_sync(work, limiter=self.cpu)
-
-        # The worker cannot be interrupted mid-render; if the client leaves, it finishes alone.
-        worker = asyncio.ensure_future(gated_work())
         common = _resolved(plan)
         per_image = _per_image(plan.usage, plan.job.render.n)
-        while (item := await queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            kind, partial, data = item
+        async for item in self._results(model, plan, owner):
             event: dict[str, Any] = {
-                "type": f"{prefix}.{kind}",
-                "b64_json": imaging.b64(data),
+                "type": f"{prefix}.{'partial_image' if isinstance(item, Partial) else 'completed'}",
+                "b64_json": imaging.b64(item.data),
                 "created_at": int(time.time()),
                 **common,
             }
-            if kind == "partial_image":
-                event["partial_image_index"] = partial
+            if isinstance(item, Partial):
+                event["partial_image_index"] = item.partial
             else:
                 event["usage"] = per_image
             yield event["type"], event
-        await worker
+
+
+def _runner(model: ServedModel) -> Callable[[Ticket], None]:
+    """What a scheduler's worker thread does with a ticket: render, encode, post back."""
+
+    def run(ticket: Ticket) -> None:
+        post = ticket.post
+
+        def on_preview(index: int, partial: int, preview: Image.Image) -> None:
+            post(Partial(index, partial, ticket.encode(preview)))
+
+        try:
+            for rendered in model.backend.run(ticket.job, on_preview, stop=ticket.stop):
+                if ticket.stop():
+                    break
+                post(Finished(rendered, ticket.encode(rendered.image)))
+        except BaseException as exc:  # handed to the requester, which reports it
+            post(exc)
+        else:
+            post(timed_out(ticket) if ticket.stop() and not ticket.abandoned else None)
+
+    return run
 
 
 def _resolved(plan: Plan) -> dict[str, Any]:

@@ -76,6 +76,9 @@ class ModelSpec(BaseModel):
     default_quality: str | None = Field(None, description="What `quality=auto` resolves to.")
     owned_by: str = Field("easel", description="The `owned_by` shown in /v1/models.")
     options: dict[str, Any] = Field(default_factory=dict, description="Backend options.")
+    max_queue: int = Field(
+        64, ge=0, description="Requests that may wait for this model; past it, 503 server_overloaded."
+    )
 
     @field_validator("sizes")
     @classmethod
@@ -174,6 +177,12 @@ class Settings(BaseSettings):
         description="Renders and encodes run at once (default: the CPU count); more only thrash.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    request_timeout_seconds: float = Field(
+        600.0, gt=0, description="Longest a request may wait and render (504 timeout past it)."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long running work may finish before easel exits."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -289,7 +289,7 @@ def test_cpu_workers_bound_concurrent_renders(tmp_path: Path) -> None:
             self.active = self.peak = 0
             self.lock = threading.Lock()
 
-        def run(self, job, on_preview=None):  # type: ignore[no-untyped-def]
+        def run(self, job, on_preview=None, stop=None):  # type: ignore[no-untyped-def]
             with self.lock:
                 self.active += 1
                 self.peak = max(self.peak, self.active)

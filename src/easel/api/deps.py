@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .. import errors
-from ..keys import mask
+from ..keys import digest, mask
 from ..state import Services
 
 MISSING_KEY = (
@@ -27,8 +27,12 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def require_key(request: Request, services: ServicesDep) -> None:
-    """401 unless the request carries a configured key (only when keys are configured)."""
+    """401 unless the request carries a configured key (only when keys are configured).
+
+    Also names the request's owner for fair queueing: a digest of its key, else its address.
+    """
     if not services.keys.enabled:
+        request.state.owner = request.client.host if request.client else "anonymous"
         return
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -37,6 +41,12 @@ async def require_key(request: Request, services: ServicesDep) -> None:
         raise errors.AuthenticationError(MISSING_KEY)
     if not services.keys.check(key):
         raise errors.AuthenticationError(f"Incorrect API key provided: {mask(key)}.", code="invalid_api_key")
+    request.state.owner = digest(key).hex()[:16]
+
+
+def owner(request: Request) -> str:
+    """Whose request this is, for fair queueing (set by `require_key`)."""
+    return str(getattr(request.state, "owner", "anonymous"))
 
 
 def base_url(request: Request, services: Services) -> str:

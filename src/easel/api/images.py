@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +18,7 @@ from ..profiles import Plan
 from ..service import ServedModel, stream_error
 from ..sources import collect
 from . import body as bodies
-from .deps import ServicesDep, base_url, require_key
+from .deps import ServicesDep, base_url, owner, require_key
 
 log = logging.getLogger("easel.images")
 router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_key)], tags=["images"])
@@ -59,16 +61,33 @@ async def variations(request: Request, services: ServicesDep) -> Response:
 
 async def _respond(request: Request, services: ServicesDep, model: ServedModel, plan: Plan) -> Response:
     if plan.delivery.stream:
+        # sse-starlette cancels the event generator when the client leaves: that abandons it.
         return EventSourceResponse(_events(request, services, model, plan), sep="\n", ping=15)
-    result = await services.service.run(model, plan, base_url(request, services))
-    return Response(orjson.dumps(result), media_type="application/json")
+    work = asyncio.ensure_future(
+        services.service.run(model, plan, base_url(request, services), owner(request))
+    )
+    gone = asyncio.ensure_future(_disconnected(request))
+    await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if not work.done():  # the client left: stop waiting, which frees its queue slot or render
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return Response(status_code=499)
+    return Response(orjson.dumps(work.result()), media_type="application/json")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body is already read, so nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _events(
     request: Request, services: ServicesDep, model: ServedModel, plan: Plan
 ) -> AsyncIterator[ServerSentEvent]:
     try:
-        async for kind, data in services.service.stream(model, plan):
+        async for kind, data in services.service.stream(model, plan, owner(request)):
             yield _event(kind, data)
     except Exception as exc:
         request_id = request.scope.get("state", {}).get("request_id", "")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..jobs import Job, Operation, PreviewSink, Rendered
 from ..settings import ModelSpec
+
+#: Polled by a running backend between steps: true once nobody wants the result any more.
+StopCheck = Callable[[], bool]
 
 #: Request fields beyond OpenAI's that a backend may honour (CONTRACT §2, easel extensions).
 EXTENSIONS = ("seed", "negative_prompt", "steps", "guidance_scale")
@@ -73,8 +76,12 @@ class Backend(ABC):
         """Release resources; called once at shutdown."""
 
     @abstractmethod
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+    def run(
+        self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[Rendered]:
         """Render `job.render.n` images, calling `on_preview` with intermediate states.
 
         Yield each image as soon as it is done, so a stream can send it before the next.
+        When `stop()` turns true (every requester left, or time ran out) finish early: what
+        is yielded after that is thrown away.
         """

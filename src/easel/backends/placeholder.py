@@ -11,7 +11,7 @@ from typing import cast
 from PIL import Image
 
 from ..jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
-from .base import EXTENSIONS, Backend, Capabilities
+from .base import EXTENSIONS, Backend, Capabilities, StopCheck
 from .paint import Brief, Stage, derive_seed, paint
 
 #: Shape count per quality: higher quality paints more, like more diffusion steps.
@@ -32,9 +32,13 @@ class PlaceholderBackend(Backend):
             guidance_range=(0.0, 30.0),
         )
 
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+    def run(
+        self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[Rendered]:
         base_seed = job.render.seed if job.render.seed is not None else self._default_seed(job)
         for index in range(job.render.n):
+            if stop is not None and stop():
+                return
             seed = (base_seed + index) % SEED_SPACE
             sink = _numbered(on_preview, index) if on_preview else None
             if isinstance(job, GenerateJob):

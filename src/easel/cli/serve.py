@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -61,8 +66,6 @@ def serve(
     log_level: str | None,
 ) -> None:
     """Start the server with the embedded defaults or a configuration file."""
-    import uvicorn
-
     from ..app import create_app
     from ..backends.base import BackendConfigError
 
@@ -96,7 +99,29 @@ def serve(
     except BackendConfigError as exc:
         raise click.ClickException(str(exc)) from None
     Console(stderr=True).print(describe(settings), highlight=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=10)
+    _run(app, settings, sock)
+
+
+def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
+    """uvicorn, with a SIGTERM that drains: stop accepting, 503 what waits, finish what runs.
+
+    uvicorn then waits up to `shutdown_grace_seconds` for open requests before it exits.
+    """
+    import uvicorn
+
+    drain: Callable[[], None] = app.state.services.service.drain
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Runs in the loop's thread between two bytecodes: schedule the drain, don't run it.
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_soon_threadsafe(drain)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
-    server.run(sockets=[sock])
+    DrainingServer(config).run(sockets=[sock])

@@ -8,6 +8,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageChops, ImageFilter
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from ... import errors
 from ...jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
 from ...settings import ModelSpec, parse_size
-from ..base import Backend, BackendConfigError, Capabilities
+from ..base import Backend, BackendConfigError, Capabilities, StopCheck
 from . import families
 from .loading import Loaded, load, resolve_folder
 from .options import DiffusersOptions
@@ -115,7 +116,9 @@ class DiffusersBackend(Backend):
 
     # -- rendering -----------------------------------------------------------------------
 
-    def run(self, job: Job, on_preview: PreviewSink | None = None) -> Iterator[Rendered]:
+    def run(
+        self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[Rendered]:
         loaded = self.loaded
         if loaded is None:
             raise RuntimeError("the diffusers backend has not been started")
@@ -126,7 +129,7 @@ class DiffusersBackend(Backend):
 
         try:
             with self._lock, torch.inference_mode():
-                images = self._render(loaded, job, seeds, on_preview)
+                images = self._render(loaded, job, seeds, _StepHooks(on_preview, stop))
         except (torch.OutOfMemoryError, MemoryError):
             _release(loaded.device)
             raise errors.GenerationFailedError(
@@ -137,27 +140,25 @@ class DiffusersBackend(Backend):
         for image, seed in zip(images, seeds, strict=True):
             yield Rendered(image=image, seed=seed, revised_prompt=prompt)
 
-    def _render(
-        self, loaded: Loaded, job: Job, seeds: list[int], sink: PreviewSink | None
-    ) -> list[Image.Image]:
+    def _render(self, loaded: Loaded, job: Job, seeds: list[int], hooks: _StepHooks) -> list[Image.Image]:
         r = job.render
         size = (r.width, r.height)
         if isinstance(job, GenerateJob):
             if loaded.text2image is None:  # an inpainting checkpoint: repaint a blank canvas
                 blank = Image.new("RGB", size, NEUTRAL)
-                return self._inpaint(loaded, r, job.prompt, blank, _full(size), 1.0, seeds, sink)
-            return self._call(loaded.text2image, r, job.prompt, seeds, sink)
+                return self._inpaint(loaded, r, job.prompt, blank, _full(size), 1.0, seeds, hooks)
+            return self._call(loaded.text2image, r, job.prompt, seeds, hooks)
         if isinstance(job, VariationJob):
             source = _fit(job.image, size).convert("RGB")
             strength = self.options.variation_strength
-            return self._image2image(loaded, r, self.options.variation_prompt, source, strength, seeds, sink)
+            return self._image2image(loaded, r, self.options.variation_prompt, source, strength, seeds, hooks)
         source = _fit(job.images[0], size)
         area = _edit_area(job, size)
         rgb = source.convert("RGB")
         if area.getbbox() is None:  # nothing marked: image-to-image over the whole picture
             strength = getattr(self.options.edit_strength, job.input_fidelity)
-            return self._image2image(loaded, r, job.prompt, rgb, strength, seeds, sink)
-        return self._inpaint(loaded, r, job.prompt, rgb, area, 1.0, seeds, sink)
+            return self._image2image(loaded, r, job.prompt, rgb, strength, seeds, hooks)
+        return self._inpaint(loaded, r, job.prompt, rgb, area, 1.0, seeds, hooks)
 
     def _image2image(
         self,
@@ -167,11 +168,11 @@ class DiffusersBackend(Backend):
         source: Image.Image,
         strength: float,
         seeds: list[int],
-        sink: PreviewSink | None,
+        hooks: _StepHooks,
     ) -> list[Image.Image]:
         if loaded.image2image is None:
-            return self._inpaint(loaded, r, prompt, source, _full(source.size), strength, seeds, sink)
-        return self._call(loaded.image2image, r, prompt, seeds, sink, image=source, strength=strength)
+            return self._inpaint(loaded, r, prompt, source, _full(source.size), strength, seeds, hooks)
+        return self._call(loaded.image2image, r, prompt, seeds, hooks, image=source, strength=strength)
 
     def _inpaint(
         self,
@@ -182,7 +183,7 @@ class DiffusersBackend(Backend):
         area: Image.Image,
         strength: float,
         seeds: list[int],
-        sink: PreviewSink | None,
+        hooks: _StepHooks,
     ) -> list[Image.Image]:
         """Repaint `area` (255 = repaint), then put every kept pixel back exactly, with a soft seam."""
         weight = _seam(area, self.options.mask_blur)
@@ -195,7 +196,7 @@ class DiffusersBackend(Backend):
             r,
             prompt,
             seeds,
-            sink,
+            hooks,
             keep_original,
             image=source,
             mask_image=area,
@@ -209,7 +210,7 @@ class DiffusersBackend(Backend):
         r: Render,
         prompt: str,
         seeds: list[int],
-        sink: PreviewSink | None,
+        hooks: _StepHooks,
         finish: Callable[[Image.Image], Image.Image] | None = None,
         **inputs: Any,
     ) -> list[Image.Image]:
@@ -235,11 +236,13 @@ class DiffusersBackend(Backend):
             kwargs["negative_prompt"] = r.negative_prompt
         if self.options.max_sequence_length and self.info.family.name in ("flux", "sd3"):
             kwargs["max_sequence_length"] = self.options.max_sequence_length
-        if sink is not None and r.previews:
-            kwargs["callback_on_step_end"] = Previewer(
-                self.info, self.options.preview, (r.width, r.height), r.previews, sink, finish
+        previewer = None
+        if hooks.sink is not None and r.previews:
+            previewer = Previewer(
+                self.info, self.options.preview, (r.width, r.height), r.previews, hooks.sink, finish
             )
-            kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
+        kwargs["callback_on_step_end"] = hooks.callback(previewer)
+        kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
         images: list[Image.Image] = pipe(**kwargs).images
         return [_fit(image, (r.width, r.height)).convert("RGB") for image in images]
 
@@ -249,6 +252,24 @@ class DiffusersBackend(Backend):
         if self.options.guidance_scale is not None:
             return self.options.guidance_scale
         return self.info.family.default_guidance
+
+
+@dataclass(frozen=True)
+class _StepHooks:
+    """What happens after each denoising step: previews for the sink, and the stop check."""
+
+    sink: PreviewSink | None
+    stop: StopCheck | None
+
+    def callback(self, previewer: Previewer | None) -> Callable[..., dict[str, Any]]:
+        def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if self.stop is not None and self.stop():
+                pipe._interrupt = True  # the pipeline skips its remaining steps
+            elif previewer is not None:
+                previewer(pipe, step, timestep, kwargs)
+            return kwargs
+
+        return on_step
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:

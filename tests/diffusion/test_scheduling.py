@@ -1,0 +1,179 @@
+"""The scheduler through real servers: fair queues, overload 503s the SDK retries, cancellation, time
+limits and a draining SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from easel.scheduler import FairQueue, Ticket
+from tests.helpers import Server, start_server
+
+from .conftest import model_toml
+
+#: ~0.1 s per image with the tiny SD pipeline here; LONG is several seconds.
+QUICK = {"size": "256x256", "extra_body": {"steps": 4}}
+LONG = {"size": "512x512", "n": 4, "extra_body": {"steps": 12}}
+
+
+def client(server: Server, key: str = "sk-a", retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=retries, timeout=120)
+
+
+def toml(folder: Path) -> str:
+    return (
+        'api_keys = ["sk-a", "sk-b"]\nrequest_timeout_seconds = 3\n'
+        + model_toml("fair", folder).replace('id = "fair"', 'id = "fair"\nmax_queue = 64')
+        + model_toml("one", folder).replace('id = "one"', 'id = "one"\nmax_queue = 1')
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, pipelines: dict[str, Path]) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("scheduling"), toml(pipelines["sd"]))
+    yield s
+    s.stop()
+
+
+def test_fair_queue_serves_owners_round_robin_within_its_depth() -> None:
+    async def order() -> tuple[list[str], bool, int]:
+        queue = FairQueue(depth=5)
+        tickets = [Ticket(job=None, owner=o, encode=bytes, deadline=0) for o in "aaab"]  # type: ignore[arg-type]
+        for t in tickets:
+            assert queue.put(t)
+        late = Ticket(job=None, owner="c", encode=bytes, deadline=0)  # type: ignore[arg-type]
+        queue.put(late)
+        full = queue.put(Ticket(job=None, owner="d", encode=bytes, deadline=0))  # type: ignore[arg-type]
+        assert queue.remove(tickets[1])
+        popped = []
+        while (t := queue.pop()) is not None:
+            popped.append(t.owner)
+        return popped, full, len(queue)
+
+    popped, full, left = asyncio.run(order())
+    assert popped == ["a", "b", "c", "a"]
+    assert not full
+    assert left == 0
+
+
+def test_one_key_flooding_does_not_starve_another(server: Server) -> None:
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def call(key: str) -> None:
+        client(server, key).images.generate(model="fair", prompt=key, **QUICK)  # type: ignore[arg-type]
+        with lock:
+            done.append(key)
+
+    with ThreadPoolExecutor(12) as pool:
+        flood = [pool.submit(call, "sk-a") for _ in range(10)]
+        time.sleep(0.3)  # the flood is queued before the other key arrives
+        other = [pool.submit(call, "sk-b") for _ in range(2)]
+        for f in flood + other:
+            f.result()
+    # Round-robin: each of sk-b's requests waits behind at most one more of sk-a's.
+    assert done.index("sk-b") <= 4
+    assert len(done) - 1 - done[::-1].index("sk-b") <= 6, done
+
+
+def test_overload_is_a_503_with_retry_headers_that_the_sdk_obeys(server: Server) -> None:
+    def raw(_: int) -> httpx.Response:
+        body = {"model": "one", "prompt": "x", "size": "256x256", "steps": 4}
+        return httpx.post(
+            f"{server.url}/v1/images/generations",
+            json=body,
+            headers={"authorization": "Bearer sk-a"},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(raw, range(6)))
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused, "one runs and one waits: the rest are refused"
+    error = refused[0].json()["error"]
+    assert error["code"] == "server_overloaded"
+    assert error["type"] == "server_error"
+    assert float(refused[0].headers["retry-after-ms"]) > 0
+    assert int(refused[0].headers["retry-after"]) >= 1
+
+    patient = client(server, retries=8)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: patient.images.generate(model="one", prompt="y", **QUICK), range(4))
+        )  # type: ignore[arg-type]
+    assert all(len(r.data) == 1 for r in results), "the SDK's retries land when there is room"
+
+
+def test_a_client_that_leaves_frees_its_queue_slot_at_once(server: Server) -> None:
+    runner = threading.Thread(
+        target=lambda: client(server).images.generate(model="one", prompt="long", **{**LONG, "n": 2})  # type: ignore[arg-type]
+    )
+    runner.start()
+    time.sleep(0.5)
+    with pytest.raises(httpx.TimeoutException):  # waits in the only slot, then hangs up
+        httpx.post(
+            f"{server.url}/v1/images/generations",
+            json={"model": "one", "prompt": "gone", "size": "256x256", "steps": 4},
+            headers={"authorization": "Bearer sk-b"},
+            timeout=0.5,
+        )
+    time.sleep(0.3)
+    # The slot is free again while the long one still runs: this one is queued, not refused.
+    result = client(server, "sk-b").images.generate(model="one", prompt="next", **QUICK)  # type: ignore[arg-type]
+    assert len(result.data) == 1
+    runner.join()
+    assert "request left the queue" in server.log.read_text()
+
+
+def test_the_time_limit_is_a_clean_504_and_the_model_recovers(server: Server) -> None:
+    start = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(server).images.generate(model="fair", prompt="too long", **{**LONG, "n": 8})  # type: ignore[arg-type]
+    assert caught.value.status_code == 504
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "timeout"
+    assert time.monotonic() - start < 10, "the render stopped at its next step"
+    assert client(server).images.generate(model="fair", prompt="after", **QUICK).data  # type: ignore[arg-type]
+
+
+def test_sigterm_finishes_running_work_and_refuses_the_rest(
+    tmp_path: Path, pipelines: dict[str, Path]
+) -> None:
+    s = start_server(tmp_path, toml(pipelines["sd"]).replace("request_timeout_seconds = 3", ""))
+    outcomes: dict[str, object] = {}
+
+    def call(name: str, **kwargs: object) -> None:
+        try:
+            outcomes[name] = client(s).images.generate(model="fair", prompt=name, **kwargs)  # type: ignore[arg-type]
+        except openai.APIStatusError as exc:
+            outcomes[name] = exc
+
+    running = threading.Thread(target=call, args=("running",), kwargs={**LONG, "n": 2})
+    running.start()
+    time.sleep(1.0)
+    waiting = threading.Thread(target=call, args=("waiting",), kwargs=QUICK)
+    waiting.start()
+    time.sleep(0.5)
+    s.process.send_signal(signal.SIGTERM)
+    running.join(60)
+    waiting.join(60)
+    # uvicorn re-raises the signal once it has shut down cleanly, so the status is SIGTERM's.
+    assert s.process.wait(60) in (0, -signal.SIGTERM)
+    assert "Finished server process" in s.log.read_text()
+    assert not isinstance(outcomes["running"], Exception), outcomes["running"]
+    refused = outcomes["waiting"]
+    assert isinstance(refused, openai.InternalServerError)
+    assert refused.status_code == 503
+    assert "shutting down" in str(refused.body)
+    leftovers = [p for p in (tmp_path / "data").rglob("*") if p.name.startswith(".tmp-")]
+    assert not leftovers
