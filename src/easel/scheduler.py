@@ -1,4 +1,4 @@
-"""Scheduler: a bounded queue per model, served round-robin across keys, with cancellation and drain."""
+"""Scheduler: a bounded queue per model, served round-robin across keys, batched, cancellable, drainable."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -47,12 +46,19 @@ class Ticket:
     owner: str
     encode: Callable[[Image.Image], bytes]
     deadline: float
+    #: Equal keys may share a pipeline run; None runs alone (set by the scheduler).
+    key: Hashable | None = None
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     enqueued: float = field(default_factory=time.monotonic)
-    started: float | None = None
+    #: The next of the job's images not yet handed to a run.
+    taken: int = 0
     #: Set when the requester left or ran out of time: the backend stops at its next step.
     abandoned: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.job.render.n
 
     def stop(self) -> bool:
         return self.abandoned or time.monotonic() > self.deadline
@@ -62,8 +68,25 @@ class Ticket:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
+@dataclass(frozen=True)
+class Slice:
+    """Images `start` .. `start + count - 1` of a ticket, in one run."""
+
+    ticket: Ticket
+    start: int
+    count: int
+
+    @property
+    def last(self) -> bool:
+        return self.start + self.count == self.ticket.n
+
+
 class FairQueue:
-    """Waiting tickets in one lane per owner; `pop` takes the next owner's oldest, round-robin."""
+    """Waiting tickets in one lane per owner, taken round-robin: an owner's oldest first.
+
+    Its size (what `depth` bounds) counts the requests not yet started; a request split across
+    runs keeps its rest at the head of its lane without counting again.
+    """
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
@@ -81,15 +104,43 @@ class FairQueue:
         return True
 
     def pop(self) -> Ticket | None:
-        if not self.lanes:
-            return None
-        owner, lane = next(iter(self.lanes.items()))
-        ticket = lane.popleft()
-        del self.lanes[owner]
-        if lane:  # the owner goes to the back of the round
-            self.lanes[owner] = lane
-        self.size -= 1
-        return ticket
+        """The next owner's oldest ticket, whole (its owner moves to the back of the round)."""
+        taken = self.take(1, whole=True)
+        return taken[0].ticket if taken else None
+
+    def take(self, room: int, key: Hashable | None = None, *, whole: bool = False) -> list[Slice]:
+        """Up to `room` images, round-robin over the owners, from tickets whose key is `key`.
+
+        With no `key` the first ticket sets it (a None key: that ticket alone). A ticket larger
+        than the room is split: its rest stays at the head of its lane. `whole` takes the
+        first ticket entire, room or not.
+        """
+        out: list[Slice] = []
+        progress = True
+        while room > 0 and progress and self.lanes:
+            progress = False
+            for owner in list(self.lanes):
+                lane = self.lanes[owner]
+                head = lane[0]
+                if out and (key is None or head.key != key):
+                    continue
+                if not out:
+                    key = head.key
+                count = head.n - head.taken if whole or key is None else min(room, head.n - head.taken)
+                if head.taken == 0:  # started: no longer waiting, though its rest may be queued
+                    self.size -= 1
+                out.append(Slice(head, head.taken, count))
+                head.taken += count
+                room -= count
+                progress = True
+                if head.taken == head.n:
+                    lane.popleft()
+                del self.lanes[owner]
+                if lane:  # the owner goes to the back of the round
+                    self.lanes[owner] = lane
+                if key is None or room <= 0 or whole:
+                    return out
+        return out
 
     def remove(self, ticket: Ticket) -> bool:
         lane = self.lanes.get(ticket.owner)
@@ -98,40 +149,49 @@ class FairQueue:
         lane.remove(ticket)
         if not lane:
             del self.lanes[ticket.owner]
-        self.size -= 1
+        if ticket.taken == 0:
+            self.size -= 1
         return True
 
     def drain(self) -> list[Ticket]:
-        tickets = [t for lane in self.lanes.values() for t in lane]
-        self.lanes.clear()
-        self.size = 0
-        return tickets
+        """Remove and return every ticket not yet started; started ones keep their rest queued."""
+        waiting = [t for lane in self.lanes.values() for t in lane if t.taken == 0]
+        for ticket in waiting:
+            self.remove(ticket)
+        return waiting
 
 
 class Scheduler:
-    """Runs one model's tickets on `workers` worker tasks, each render in a CPU worker thread.
+    """Runs one model's tickets on `workers` worker tasks, each run in a CPU worker thread.
 
-    Past `depth` waiting requests, or once draining, a submission is refused with 503
-    `server_overloaded` and a retry time estimated from the measured service rate.
+    A worker takes the next owner's ticket, then, for batchable work, waits up to `window`
+    seconds for compatible tickets (any owner's, round-robin) to fill `max_batch` images, and
+    runs them as one. Past `depth` waiting requests, or once draining, a submission is refused
+    with 503 `server_overloaded` and a retry time estimated from the measured service rate.
     """
 
     def __init__(
         self,
         model_id: str,
-        run: Callable[[Ticket], None],
+        run: Callable[[Sequence[Slice]], None],
+        *,
         depth: int,
         workers: int,
         cpu: anyio.CapacityLimiter,
+        max_batch: int = 1,
+        window: float = 0.0,
     ) -> None:
         self.model_id = model_id
         self.run = run
         self.queue = FairQueue(depth)
         self.workers = workers
         self.cpu = cpu
+        self.max_batch = max(1, max_batch)
+        self.window = window
         self.running = 0
         self.draining = False
-        #: Smoothed seconds per ticket, from what has run (a guess of 1 s before anything has).
-        self.seconds_per_ticket = 1.0
+        #: Smoothed seconds per run, from what has run (a guess of 1 s before anything has).
+        self.seconds_per_run = 1.0
         self._ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,7 +208,7 @@ class Scheduler:
         """Refuse new work and answer everything still waiting with a 503; running work goes on."""
         self.draining = True
         for ticket in self.queue.drain():
-            ticket.events.put_nowait(self._overloaded("The server is shutting down."))
+            ticket.post(self._overloaded("The server is shutting down."))
 
     async def stop(self) -> None:
         self.drain()
@@ -161,13 +221,13 @@ class Scheduler:
     # -- submitting and leaving -----------------------------------------------------------
 
     def submit(self, ticket: Ticket) -> None:
+        if self._loop is not asyncio.get_running_loop():
+            # An app driven without its lifespan, as some test clients do (a loop per request).
+            self.start()
         if self.draining:
             raise self._overloaded("The server is shutting down.")
         if not self.queue.put(ticket):
             raise self._overloaded(f"The server is overloaded: {len(self.queue)} requests are waiting.")
-        if self._loop is not asyncio.get_running_loop():
-            # An app driven without its lifespan, as some test clients do (a loop per request).
-            self.start()
         assert self._ready is not None
         self._ready.set()
 
@@ -178,9 +238,9 @@ class Scheduler:
             log.info("model %s: request left the queue (%d waiting)", self.model_id, len(self.queue))
 
     def retry_after(self) -> float:
-        """Seconds until a slot is likely free: the work ahead of it at the measured rate."""
-        ahead = len(self.queue) + self.running
-        return max(0.05, ahead * self.seconds_per_ticket / max(1, self.workers))
+        """Seconds until a slot is likely free: the runs ahead of it at the measured rate."""
+        runs_ahead = self.running + math.ceil(len(self.queue) / self.max_batch)
+        return max(0.05, runs_ahead * self.seconds_per_run / max(1, self.workers))
 
     def _overloaded(self, message: str) -> errors.ServiceUnavailableError:
         wait = self.retry_after()
@@ -189,37 +249,51 @@ class Scheduler:
 
     # -- the workers ----------------------------------------------------------------------
 
-    async def _worker(self) -> None:
+    async def _next_batch(self) -> list[Slice]:
         assert self._ready is not None
+        while not (batch := self.queue.take(self.max_batch)):
+            self._ready.clear()
+            await self._ready.wait()
+        key, room = batch[0].ticket.key, self.max_batch - sum(s.count for s in batch)
+        closes = time.monotonic() + self.window
+        while key is not None and room > 0 and (left := closes - time.monotonic()) > 0:
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), left)
+            more = self.queue.take(room, key)
+            batch += more
+            room -= sum(s.count for s in more)
+        return batch
+
+    async def _worker(self) -> None:
         while True:
-            ticket = self.queue.pop()
-            if ticket is None:
-                self._ready.clear()
-                await self._ready.wait()
+            batch = await self._next_batch()
+            live = [s for s in batch if not s.ticket.stop()]
+            for s in batch:
+                if s.ticket.stop() and not s.ticket.abandoned:
+                    s.ticket.post(timed_out(s.ticket))
+            if not live:
                 continue
-            if ticket.stop():
-                ticket.events.put_nowait(timed_out(ticket))
-                continue
-            ticket.started = time.monotonic()
+            started = time.monotonic()
             self.running += 1
             try:
-                await anyio.to_thread.run_sync(self.run, ticket, limiter=self.cpu)
+                await anyio.to_thread.run_sync(self.run, live, limiter=self.cpu)
             finally:
                 self.running -= 1
-            took = time.monotonic() - ticket.started
-            self.seconds_per_ticket = 0.7 * self.seconds_per_ticket + 0.3 * took
+            took = time.monotonic() - started
+            self.seconds_per_run = 0.7 * self.seconds_per_run + 0.3 * took
+            waited = max(started - s.ticket.enqueued for s in live)
             log.info(
-                "model %s: ran %s n=%d in %.0f ms after %.0f ms queued; %d waiting",
+                "model %s: ran %s, batch of %d image(s) from %d request(s), in %.0f ms; "
+                "longest wait %.0f ms; %d waiting",
                 self.model_id,
-                ticket.job.operation,
-                ticket.job.render.n,
+                live[0].ticket.job.operation,
+                sum(s.count for s in live),
+                len(live),
                 took * 1000,
-                (ticket.started - ticket.enqueued) * 1000,
+                waited * 1000,
                 len(self.queue),
             )
-
-    def stats(self) -> dict[str, Any]:
-        return {"waiting": len(self.queue), "running": self.running, "draining": self.draining}
 
 
 def timed_out(ticket: Ticket) -> errors.APIError:

@@ -6,19 +6,19 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio.to_thread
 from PIL import Image
 
 from . import errors, imaging
-from .backends.base import Backend
+from .backends.base import Backend, Part
 from .imaging import Limits, Upload
 from .jobs import Delivery, Operation
 from .params import type_name
 from .profiles import ModelRules, Plan
-from .scheduler import Finished, Partial, Scheduler, Ticket, timed_out
+from .scheduler import Finished, Partial, Scheduler, Slice, Ticket, timed_out
 from .storage import Storage
 
 log = logging.getLogger("easel.service")
@@ -79,6 +79,8 @@ class ImageService:
                 depth=m.rules.spec.max_queue,
                 workers=m.backend.concurrency or cpu_workers,
                 cpu=self.cpu,
+                max_batch=m.rules.spec.max_batch_size or m.backend.default_batch_size,
+                window=m.rules.spec.batch_window_ms / 1000,
             )
             for m in models
         }
@@ -143,11 +145,15 @@ class ImageService:
         """
         d = plan.delivery
         scheduler = self.schedulers[model.id]
+        job, backend = plan.job, model.backend
+        if job.render.seed is None:  # fixed now: the job's images may be split across runs
+            job = replace(job, render=replace(job.render, seed=backend.default_seed(job)))
         ticket = Ticket(
-            job=plan.job,
+            job=job,
             owner=owner,
             encode=lambda image: imaging.encode(image, d.output_format, d.compression),
             deadline=time.monotonic() + self.timeout,
+            key=backend.batch_key(job),
         )
         scheduler.submit(ticket)
         done = False
@@ -219,24 +225,38 @@ class ImageService:
             yield event["type"], event
 
 
-def _runner(model: ServedModel) -> Callable[[Ticket], None]:
-    """What a scheduler's worker thread does with a ticket: render, encode, post back."""
+def _runner(model: ServedModel) -> Callable[[Sequence[Slice]], None]:
+    """What a scheduler's worker thread does with a batch: render, encode, post back."""
 
-    def run(ticket: Ticket) -> None:
-        post = ticket.post
+    def run(batch: Sequence[Slice]) -> None:
+        made = [0] * len(batch)
 
-        def on_preview(index: int, partial: int, preview: Image.Image) -> None:
-            post(Partial(index, partial, ticket.encode(preview)))
+        def on_preview(number: int, index: int, partial: int, preview: Image.Image) -> None:
+            ticket = batch[number].ticket
+            if ticket.job.render.previews and not ticket.stop():
+                ticket.post(Partial(index, partial, ticket.encode(preview)))
 
+        def stop() -> bool:
+            return all(s.ticket.stop() for s in batch)
+
+        parts = [Part(s.ticket.job, s.start, s.count) for s in batch]
         try:
-            for rendered in model.backend.run(ticket.job, on_preview, stop=ticket.stop):
-                if ticket.stop():
-                    break
-                post(Finished(rendered, ticket.encode(rendered.image)))
-        except BaseException as exc:  # handed to the requester, which reports it
-            post(exc)
-        else:
-            post(timed_out(ticket) if ticket.stop() and not ticket.abandoned else None)
+            for number, rendered in model.backend.run_batch(parts, on_preview, stop):
+                ticket = batch[number].ticket
+                if not ticket.stop():
+                    ticket.post(Finished(rendered, ticket.encode(rendered.image)))
+                    made[number] += 1
+        except BaseException as exc:  # handed to each requester, which reports it
+            for s in batch:
+                s.ticket.abandoned = True  # its other slices, if any, are not run
+                s.ticket.post(exc)
+            return
+        for s, count in zip(batch, made, strict=True):
+            if count == s.count:
+                if s.last:
+                    s.ticket.post(None)
+            elif not s.ticket.abandoned:
+                s.ticket.post(timed_out(s.ticket))
 
     return run
 

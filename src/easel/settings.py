@@ -79,6 +79,12 @@ class ModelSpec(BaseModel):
     max_queue: int = Field(
         64, ge=0, description="Requests that may wait for this model; past it, 503 server_overloaded."
     )
+    max_batch_size: int | None = Field(
+        None, ge=1, description="Images per pipeline run, from several requests (default: the backend's)."
+    )
+    batch_window_ms: float = Field(
+        10.0, ge=0, description="How long a run waits for compatible requests to fill its batch."
+    )
 
     @field_validator("sizes")
     @classmethod

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
+
+from PIL import Image
 
 from ..jobs import Job, Operation, PreviewSink, Rendered
 from ..settings import ModelSpec
 
+SEED_SPACE = 2**32
+
 #: Polled by a running backend between steps: true once nobody wants the result any more.
 StopCheck = Callable[[], bool]
 
+#: A batch's previews: (part number, image index within its job, preview number, picture).
+BatchPreviewSink = Callable[[int, int, int, Image.Image], None]
+
 #: Request fields beyond OpenAI's that a backend may honour (CONTRACT §2, easel extensions).
 EXTENSIONS = ("seed", "negative_prompt", "steps", "guidance_scale")
+
+
+@dataclass(frozen=True)
+class Part:
+    """Images `start` .. `start + count - 1` of a job; image i is drawn with seed `job seed + i`."""
+
+    job: Job
+    start: int
+    count: int
+
+    def alone(self) -> Job:
+        """This part as a job of its own: `count` images from seed `seed + start`."""
+        r = self.job.render
+        seed = None if r.seed is None else (r.seed + self.start) % SEED_SPACE
+        return replace(self.job, render=replace(r, n=self.count, seed=seed))
 
 
 class BackendConfigError(ValueError):
@@ -69,6 +93,34 @@ class Backend(ABC):
     def validate(self, job: Job) -> None:  # noqa: B027 - optional hook
         """Reject (with an APIError 400) what this model cannot do, before any work starts."""
 
+    @property
+    def default_batch_size(self) -> int:
+        """Images per run when the model's `max_batch_size` is not set (1: no batching)."""
+        return 1
+
+    def batch_key(self, job: Job) -> Hashable | None:
+        """Jobs with equal keys may share one run of `run_batch`; None: this job runs alone."""
+        return None
+
+    def default_seed(self, job: Job) -> int:
+        """The seed for a job that names none (fixed before a job's images are split up)."""
+        return secrets.randbelow(SEED_SPACE)
+
+    def run_batch(
+        self, parts: Sequence[Part], on_preview: BatchPreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[tuple[int, Rendered]]:
+        """Render several parts together, yielding (part number, image) in each part's order.
+
+        Only parts with equal `batch_key`s are passed together. This default runs them one
+        after another; a backend that can really batch overrides it.
+        """
+        for number, part in enumerate(parts):
+            sink = None
+            if on_preview is not None:
+                sink = functools.partial(_renumber, on_preview, number, part.start)
+            for rendered in self.run(part.alone(), sink, stop):
+                yield number, rendered
+
     def start(self) -> None:  # noqa: B027 - optional hook
         """Load whatever the backend needs; called once before serving."""
 
@@ -85,3 +137,9 @@ class Backend(ABC):
         When `stop()` turns true (every requester left, or time ran out) finish early: what
         is yielded after that is thrown away.
         """
+
+
+def _renumber(
+    sink: BatchPreviewSink, number: int, start: int, index: int, preview: int, image: Image.Image
+) -> None:
+    sink(number, start + index, preview, image)

@@ -11,12 +11,11 @@ from typing import cast
 from PIL import Image
 
 from ..jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
-from .base import EXTENSIONS, Backend, Capabilities, StopCheck
+from .base import EXTENSIONS, SEED_SPACE, Backend, Capabilities, StopCheck
 from .paint import Brief, Stage, derive_seed, paint
 
 #: Shape count per quality: higher quality paints more, like more diffusion steps.
 STROKES = {"low": 6, "medium": 10, "high": 16, "standard": 10, "hd": 16}
-SEED_SPACE = 2**32
 
 
 class PlaceholderBackend(Backend):
@@ -35,7 +34,7 @@ class PlaceholderBackend(Backend):
     def run(
         self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
     ) -> Iterator[Rendered]:
-        base_seed = job.render.seed if job.render.seed is not None else self._default_seed(job)
+        base_seed = job.render.seed if job.render.seed is not None else self.default_seed(job)
         for index in range(job.render.n):
             if stop is not None and stop():
                 return
@@ -113,7 +112,8 @@ class PlaceholderBackend(Backend):
         stage_sink = (lambda canvas: sink(mix(canvas))) if sink else None
         return mix(paint(brief, stage_sink, r.previews))
 
-    def _default_seed(self, job: Job) -> int:
+    def default_seed(self, job: Job) -> int:
+        """Derived from the request, so the same request paints the same picture."""
         r = job.render
         fingerprint: object
         if isinstance(job, VariationJob):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import math
-import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +17,12 @@ from pydantic import ValidationError
 from ... import errors
 from ...jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
 from ...settings import ModelSpec, parse_size
-from ..base import Backend, BackendConfigError, Capabilities, StopCheck
+from ..base import SEED_SPACE, Backend, BackendConfigError, BatchPreviewSink, Capabilities, Part, StopCheck
 from . import families
 from .loading import Loaded, load, resolve_folder
 from .options import DiffusersOptions
 from .previews import Previewer
 
-SEED_SPACE = 2**32
 #: What an inpainting checkpoint starts a generation from; the full mask repaints all of it.
 NEUTRAL = (127, 127, 127)
 
@@ -119,26 +118,96 @@ class DiffusersBackend(Backend):
     def run(
         self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
     ) -> Iterator[Rendered]:
-        loaded = self.loaded
-        if loaded is None:
-            raise RuntimeError("the diffusers backend has not been started")
+        loaded = self._loaded()
         r = job.render
-        base = r.seed if r.seed is not None else secrets.randbelow(SEED_SPACE)
+        base = r.seed if r.seed is not None else self.default_seed(job)
         seeds = [(base + i) % SEED_SPACE for i in range(r.n)]
+        with self._rendering(loaded, r.n, r.size):
+            images = self._render(loaded, job, seeds, _StepHooks(on_preview, stop))
+        prompt = None if isinstance(job, VariationJob) else job.prompt
+        for image, seed in zip(images, seeds, strict=True):
+            yield Rendered(image=image, seed=seed, revised_prompt=prompt)
+
+    # -- batches of several requests -----------------------------------------------------
+
+    @property
+    def default_batch_size(self) -> int:
+        return 4
+
+    def batch_key(self, job: Job) -> Hashable | None:
+        """Generations and variations that share every pipeline-level setting batch together."""
+        if isinstance(job, EditJob) or self.info.inpainting:
+            return None
+        r = job.render
+        steps = r.steps or self.options.steps.for_quality(r.quality)
+        return (
+            job.operation,
+            r.width,
+            r.height,
+            steps,
+            self._guidance(r),
+            r.negative_prompt is not None,
+            r.previews,
+        )
+
+    def run_batch(
+        self, parts: Sequence[Part], on_preview: BatchPreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[tuple[int, Rendered]]:
+        """One pipeline call for every image of every part, each with its own seeded generator."""
+        if len(parts) == 1 or self.batch_key(parts[0].job) is None:
+            yield from super().run_batch(parts, on_preview, stop)
+            return
+        loaded = self._loaded()
+        owners = [(number, p.start + i) for number, p in enumerate(parts) for i in range(p.count)]
+        jobs = [parts[number].job for number, _ in owners]
+        seeds = [
+            ((job.render.seed or 0) + index) % SEED_SPACE
+            for job, (_, index) in zip(jobs, owners, strict=True)
+        ]
+        sink: PreviewSink | None = None
+        if on_preview is not None:
+            sink = lambda b, partial, image: on_preview(*owners[b], partial, image)  # noqa: E731
+        hooks = _StepHooks(sink, stop)
+        r = jobs[0].render
+        with self._rendering(loaded, len(jobs), r.size):
+            if isinstance(jobs[0], GenerateJob):
+                prompts = [j.prompt for j in jobs if isinstance(j, GenerateJob)]
+                negatives = [j.render.negative_prompt or "" for j in jobs] if r.negative_prompt else None
+                images = self._call(loaded.text2image, r, prompts, seeds, hooks, negatives=negatives)
+            else:
+                sources = [
+                    _fit(j.image, (r.width, r.height)).convert("RGB")
+                    for j in jobs
+                    if isinstance(j, VariationJob)
+                ]
+                prompts = [self.options.variation_prompt] * len(jobs)
+                strength = self.options.variation_strength
+                images = self._call(
+                    loaded.image2image, r, prompts, seeds, hooks, image=sources, strength=strength
+                )
+        for (number, _), job, image, seed in zip(owners, jobs, images, seeds, strict=True):
+            prompt = job.prompt if isinstance(job, GenerateJob) else None
+            yield number, Rendered(image=image, seed=seed, revised_prompt=prompt)
+
+    def _loaded(self) -> Loaded:
+        if self.loaded is None:
+            raise RuntimeError("the diffusers backend has not been started")
+        return self.loaded
+
+    @contextlib.contextmanager
+    def _rendering(self, loaded: Loaded, count: int, size: str) -> Iterator[None]:
+        """One pipeline at a time, without autograd; out of memory reported as such, then released."""
         import torch
 
         try:
             with self._lock, torch.inference_mode():
-                images = self._render(loaded, job, seeds, _StepHooks(on_preview, stop))
+                yield
         except (torch.OutOfMemoryError, MemoryError):
             _release(loaded.device)
             raise errors.GenerationFailedError(
-                f"The model '{r.model}' ran out of memory rendering {r.n} image(s) at {r.size}. "
+                f"The model '{self.spec.id}' ran out of memory rendering {count} image(s) at {size}. "
                 "Try a smaller size or fewer images."
             ) from None
-        prompt = None if isinstance(job, VariationJob) else job.prompt
-        for image, seed in zip(images, seeds, strict=True):
-            yield Rendered(image=image, seed=seed, revised_prompt=prompt)
 
     def _render(self, loaded: Loaded, job: Job, seeds: list[int], hooks: _StepHooks) -> list[Image.Image]:
         r = job.render
@@ -147,7 +216,7 @@ class DiffusersBackend(Backend):
             if loaded.text2image is None:  # an inpainting checkpoint: repaint a blank canvas
                 blank = Image.new("RGB", size, NEUTRAL)
                 return self._inpaint(loaded, r, job.prompt, blank, _full(size), 1.0, seeds, hooks)
-            return self._call(loaded.text2image, r, job.prompt, seeds, hooks)
+            return self._call(loaded.text2image, r, [job.prompt] * len(seeds), seeds, hooks)
         if isinstance(job, VariationJob):
             source = _fit(job.image, size).convert("RGB")
             strength = self.options.variation_strength
@@ -172,7 +241,9 @@ class DiffusersBackend(Backend):
     ) -> list[Image.Image]:
         if loaded.image2image is None:
             return self._inpaint(loaded, r, prompt, source, _full(source.size), strength, seeds, hooks)
-        return self._call(loaded.image2image, r, prompt, seeds, hooks, image=source, strength=strength)
+        return self._call(
+            loaded.image2image, r, [prompt] * len(seeds), seeds, hooks, image=source, strength=strength
+        )
 
     def _inpaint(
         self,
@@ -194,7 +265,7 @@ class DiffusersBackend(Backend):
         out = self._call(
             loaded.inpaint,
             r,
-            prompt,
+            [prompt] * len(seeds),
             seeds,
             hooks,
             keep_original,
@@ -208,22 +279,23 @@ class DiffusersBackend(Backend):
         self,
         pipe: Any,
         r: Render,
-        prompt: str,
+        prompts: list[str],
         seeds: list[int],
         hooks: _StepHooks,
         finish: Callable[[Image.Image], Image.Image] | None = None,
+        negatives: list[str] | None = None,
         **inputs: Any,
     ) -> list[Image.Image]:
-        """One pipeline call for all `n` images, each with its own seeded generator."""
+        """One pipeline call, a prompt and a seeded generator per image (batched or not alike)."""
         import torch
 
         steps = r.steps or self.options.steps.for_quality(r.quality)
         strength = inputs.get("strength", 1.0)
         kwargs: dict[str, Any] = {
-            "prompt": prompt,
+            "prompt": prompts,
             "height": r.height,
             "width": r.width,
-            "num_images_per_prompt": r.n,
+            "num_images_per_prompt": 1,
             # Image-to-image runs `strength` of the schedule: ask for enough that `steps` run.
             "num_inference_steps": math.ceil(steps / strength - 1e-9),
             "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
@@ -232,8 +304,10 @@ class DiffusersBackend(Backend):
         }
         if self.info.guidance:
             kwargs["guidance_scale"] = self._guidance(r)
-        if r.negative_prompt:
-            kwargs["negative_prompt"] = r.negative_prompt
+        if negatives is None and r.negative_prompt:
+            negatives = [r.negative_prompt] * len(prompts)
+        if negatives is not None:
+            kwargs["negative_prompt"] = negatives
         if self.options.max_sequence_length and self.info.family.name in ("flux", "sd3"):
             kwargs["max_sequence_length"] = self.options.max_sequence_length
         previewer = None
