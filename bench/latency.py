@@ -19,11 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import aiohttp
 import orjson
 from PIL import Image
 from tests.helpers import start_server
 
+from bench.common import drive, pct
 from easel.imaging import encode
 
 PROMPTS = [
@@ -46,11 +46,6 @@ class Row:
     mean_ms: float
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def body(i: int) -> dict[str, object]:
     return {
         "model": "gpt-image-1",
@@ -61,36 +56,11 @@ def body(i: int) -> dict[str, object]:
     }
 
 
-async def drive(url: str, concurrency: int, total: int) -> tuple[Row, list[bytes]]:
-    """`total` requests from `concurrency` workers on keep-alive connections (aiohttp: the
-    leanest Python client measured here, so the client's own cost stays small)."""
-    latencies: list[float] = []
-    samples: list[bytes] = []
-    counter = iter(range(total))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as client:
-
-        async def post(i: int) -> str:
-            async with client.post("/v1/images/generations", json=body(i)) as response:
-                response.raise_for_status()
-                return str(orjson.loads(await response.read())["data"][0]["b64_json"])
-
-        async def worker() -> None:
-            for i in counter:
-                start = time.perf_counter()
-                data = await post(i)
-                latencies.append(time.perf_counter() - start)
-                if len(samples) < 6:
-                    samples.append(base64.b64decode(data))
-
-        await asyncio.gather(*(post(i) for i in range(2 * concurrency)))  # warm up
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    ms = [x * 1000 for x in latencies]
-    return Row(
-        concurrency, total, total / elapsed, pct(ms, 0.5), pct(ms, 0.99), statistics.fmean(ms)
-    ), samples
+async def measure(url: str, concurrency: int, total: int) -> tuple[Row, list[bytes]]:
+    load = await drive(url, concurrency, total, body, warm_up=2 * concurrency, keep=6)
+    ms = [x * 1000 for x in load.latencies]
+    row = Row(concurrency, total, total / load.elapsed, pct(ms, 0.5), pct(ms, 0.99), statistics.fmean(ms))
+    return row, [base64.b64decode(orjson.loads(s)["data"][0]["b64_json"]) for s in load.samples]
 
 
 def encode_floor(samples: list[bytes], rounds: int = 30) -> float:
@@ -142,7 +112,7 @@ def main() -> None:
             for concurrency in args.concurrency:
                 rounds = []
                 for _ in range(args.rounds):
-                    row, samples = asyncio.run(drive(server.url, concurrency, args.requests))
+                    row, samples = asyncio.run(measure(server.url, concurrency, args.requests))
                     rounds.append(row)
                     # The floor, measured right after each round on the images just served, so
                     # that both figures see the same state of this (shared, noisy) machine.

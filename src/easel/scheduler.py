@@ -192,6 +192,8 @@ class Scheduler:
         self.draining = False
         #: Smoothed seconds per run, from what has run (a guess of 1 s before anything has).
         self.seconds_per_run = 1.0
+        #: Requests a run waits for: as many as the last run had (at first, a full batch).
+        self.expected = self.max_batch
         self._ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -255,8 +257,15 @@ class Scheduler:
             self._ready.clear()
             await self._ready.wait()
         key, room = batch[0].ticket.key, self.max_batch - sum(s.count for s in batch)
+        # Wait for as many requests as the last run had (its clients are likely coming back),
+        # never longer than the window: a lone client pays nothing.
         closes = time.monotonic() + self.window
-        while key is not None and room > 0 and (left := closes - time.monotonic()) > 0:
+        while (
+            key is not None
+            and room > 0
+            and len(batch) < self.expected
+            and (left := closes - time.monotonic()) > 0
+        ):
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), left)
@@ -282,6 +291,7 @@ class Scheduler:
                 self.running -= 1
             took = time.monotonic() - started
             self.seconds_per_run = 0.7 * self.seconds_per_run + 0.3 * took
+            self.expected = len(live)
             waited = max(started - s.ticket.enqueued for s in live)
             log.info(
                 "model %s: ran %s, batch of %d image(s) from %d request(s), in %.0f ms; "
