@@ -65,7 +65,7 @@ def body(model: str) -> Any:
 
 
 def served(url: str, model: str, concurrency: int, seconds: float) -> Row:
-    total = max(4 * concurrency, round(seconds * {"batched": 40, "serial": 16}[model]))
+    total = max(3 * concurrency, round(seconds * {"batched": 35, "serial": 14}[model]))
     load = asyncio.run(drive(url, concurrency, total, body(model), warm_up=concurrency))
     ms = [x * 1000 for x in load.latencies]
     return Row(model, concurrency, load.ok / load.elapsed, pct(ms, 0.5), pct(ms, 0.99))
@@ -126,6 +126,13 @@ def overload(server: Server, seconds: float) -> dict[str, float]:
     }
 
 
+def _median(rounds: list[Row]) -> Row:
+    def med(name: str) -> float:
+        return float(statistics.median(getattr(r, name) for r in rounds))
+
+    return Row(rounds[0].mode, rounds[0].concurrency, med("images_per_s"), med("p50_ms"), med("p99_ms"))
+
+
 def plot(rows: list[Row], path: Path) -> None:
     import matplotlib
 
@@ -133,15 +140,18 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    styles = {"raw": ("raw pipeline, batch min(c, 8)", "k--"), "batched": ("easel, batching", "o-"),
-              "serial": ("easel, serial (as peers)", "s-")}  # fmt: skip
-    for mode, (label, style) in styles.items():
+    styles = {
+        "raw": ("raw pipeline, batch min(c, 8)", "--", "black"),
+        "batched": ("easel, batching", "o-", "tab:blue"),
+        "serial": ("easel, serial (as peers)", "s-", "tab:orange"),
+    }
+    for mode, (label, style, colour) in styles.items():
         mine = [r for r in rows if r.mode == mode]
         xs = [r.concurrency for r in mine]
-        left.plot(xs, [r.images_per_s for r in mine], style, label=label)
+        left.plot(xs, [r.images_per_s for r in mine], style, color=colour, label=label)
         if mode != "raw":
-            right.plot(xs, [r.p50_ms for r in mine], style, label=f"{label}, p50")
-            right.plot(xs, [r.p99_ms for r in mine], style, alpha=0.4, label=f"{label}, p99")
+            right.plot(xs, [r.p50_ms for r in mine], style, color=colour, label=f"{label}, p50")
+            right.plot(xs, [r.p99_ms for r in mine], style, color=colour, alpha=0.35, label=f"{label}, p99")
     left.set(xscale="log", xlabel="concurrency", ylabel="images/s", title="throughput")
     right.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="latency (ms)", title="latency")
     for ax in (left, right):
@@ -154,7 +164,8 @@ def plot(rows: list[Row], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6.0, help="per mode and concurrency")
+    parser.add_argument("--seconds", type=float, default=12.0, help="per mode and concurrency")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per concurrency")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -168,13 +179,20 @@ def main() -> None:
         server = start_server(Path(tmp), config(folder))
         try:
             for concurrency in (1, 2, 4, 8, 16):
-                rows.append(raw(pipe, concurrency, args.seconds))
-                rows.append(served(server.url, "batched", concurrency, args.seconds))
-                rows.append(served(server.url, "serial", concurrency, args.seconds))
+                # Short alternating rounds, so that the three modes see the same moods of this
+                # shared machine; medians over the rounds.
+                rounds: list[Row] = []
+                for _ in range(args.rounds):
+                    part = args.seconds / args.rounds
+                    rounds.append(raw(pipe, concurrency, part))
+                    rounds.append(served(server.url, "batched", concurrency, part))
+                    rounds.append(served(server.url, "serial", concurrency, part))
+                for mode in ("raw", "batched", "serial"):
+                    rows.append(_median([r for r in rounds if r.mode == mode]))
                 print(
                     *(f"{r.mode} c={r.concurrency}: {r.images_per_s:.1f} img/s" for r in rows[-3:]), sep="; "
                 )
-            overloaded = overload(server, args.seconds * 2)
+            overloaded = overload(server, args.seconds)
         finally:
             server.stop()
     print("| concurrency | raw images/s | batched images/s | serial images/s | batched / serial "

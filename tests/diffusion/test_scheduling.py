@@ -271,3 +271,24 @@ def test_streams_get_their_partials_from_batched_runs(server: Server) -> None:
         kinds = list(pool.map(stream, range(3)))
     assert kinds == [["image_generation.partial_image"] * 2 + ["image_generation.completed"]] * 3
     assert re.search(r"model batch: .* batch of [23] image\(s\) from [23] request", server.log.read_text())
+
+
+def test_a_render_whose_requester_left_stops_at_the_next_step(server: Server) -> None:
+    """Four 512² images in one run (seconds of work): the client leaves after one second, and
+    the run ends at its next step instead of finishing them."""
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            f"{server.url}/v1/images/generations",
+            json={"model": "batch", "prompt": "abandoned", "size": "512x512", "n": 4, "steps": 12},
+            headers={"authorization": "Bearer sk-a"},
+            timeout=1.0,
+        )
+    start = time.monotonic()
+    assert client(server).images.generate(model="batch", prompt="next", **QUICK).data  # type: ignore[arg-type]
+    assert time.monotonic() - start < 2.0
+    runs = re.findall(
+        r"model batch: ran generations, batch of 4 image\(s\) from 1 request\(s\), in (\d+) ms",
+        server.log.read_text(),
+    )
+    assert runs
+    assert int(runs[-1]) < 2500, "a full run of these takes about 6 s"
