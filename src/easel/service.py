@@ -137,14 +137,9 @@ class ImageService:
         model.backend.validate(plan.job)
         return model, plan
 
-    async def _results(self, model: ServedModel, plan: Plan, owner: str) -> AsyncIterator[Partial | Finished]:
-        """Queue the job behind `owner`'s earlier ones and yield its partials and images.
-
-        If the consumer stops listening (the client left) the ticket is abandoned: it leaves
-        the queue at once, or its render stops at the next step.
-        """
+    def enqueue(self, model: ServedModel, plan: Plan, owner: str) -> Ticket:
+        """Queue the job behind `owner`'s earlier ones; a 503 now if the queue is full."""
         d = plan.delivery
-        scheduler = self.schedulers[model.id]
         job, backend = plan.job, model.backend
         if job.render.seed is None:  # fixed now: the job's images may be split across runs
             job = replace(job, render=replace(job.render, seed=backend.default_seed(job)))
@@ -155,7 +150,16 @@ class ImageService:
             deadline=time.monotonic() + self.timeout,
             key=backend.batch_key(job),
         )
-        scheduler.submit(ticket)
+        self.schedulers[model.id].submit(ticket)
+        return ticket
+
+    async def _results(self, model: ServedModel, ticket: Ticket) -> AsyncIterator[Partial | Finished]:
+        """A queued ticket's partials and images as they come.
+
+        If the consumer stops listening (the client left) the ticket is abandoned: it leaves
+        the queue at once, or its render stops at the next step.
+        """
+        scheduler = self.schedulers[model.id]
         done = False
         try:
             while True:
@@ -179,7 +183,8 @@ class ImageService:
 
     async def run(self, model: ServedModel, plan: Plan, base_url: str, owner: str = "") -> dict[str, Any]:
         """Render, encode and deliver; the ImagesResponse body."""
-        finished = [e async for e in self._results(model, plan, owner) if isinstance(e, Finished)]
+        ticket = self.enqueue(model, plan, owner)
+        finished = [e async for e in self._results(model, ticket) if isinstance(e, Finished)]
         delivery = plan.delivery
         data = [await self._item(e, delivery, base_url) for e in finished]
         body: dict[str, Any] = {"created": int(time.time()), "data": data}
@@ -204,14 +209,20 @@ class ImageService:
 
     # -- streaming -----------------------------------------------------------------------
 
-    async def stream(
+    def stream(
         self, model: ServedModel, plan: Plan, owner: str = ""
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(event type, data) pairs: each image's partials, then its completed event."""
+        """Queue the job (a 503 now, before any event, if the queue is full) and return its
+        events: (type, data) pairs, each image's partials, then its completed event."""
+        return self._events(model, plan, self.enqueue(model, plan, owner))
+
+    async def _events(
+        self, model: ServedModel, plan: Plan, ticket: Ticket
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         prefix = EVENT_PREFIX[plan.job.operation]
         common = _resolved(plan)
         per_image = _per_image(plan.usage, plan.job.render.n)
-        async for item in self._results(model, plan, owner):
+        async for item in self._results(model, ticket):
             event: dict[str, Any] = {
                 "type": f"{prefix}.{'partial_image' if isinstance(item, Partial) else 'completed'}",
                 "b64_json": imaging.b64(item.data),

@@ -61,8 +61,10 @@ async def variations(request: Request, services: ServicesDep) -> Response:
 
 async def _respond(request: Request, services: ServicesDep, model: ServedModel, plan: Plan) -> Response:
     if plan.delivery.stream:
-        # sse-starlette cancels the event generator when the client leaves: that abandons it.
-        return EventSourceResponse(_events(request, services, model, plan), sep="\n", ping=15)
+        # Queued now, so a full queue is a 503 rather than an error event. sse-starlette
+        # cancels the event generator when the client leaves: that abandons the ticket.
+        events = services.service.stream(model, plan, owner(request))
+        return EventSourceResponse(_events(request, events), sep="\n", ping=15)
     work = asyncio.ensure_future(
         services.service.run(model, plan, base_url(request, services), owner(request))
     )
@@ -84,10 +86,10 @@ async def _disconnected(request: Request) -> None:
 
 
 async def _events(
-    request: Request, services: ServicesDep, model: ServedModel, plan: Plan
+    request: Request, events: AsyncIterator[tuple[str, dict[str, Any]]]
 ) -> AsyncIterator[ServerSentEvent]:
     try:
-        async for kind, data in services.service.stream(model, plan, owner(request)):
+        async for kind, data in events:
             yield _event(kind, data)
     except Exception as exc:
         request_id = request.scope.get("state", {}).get("request_id", "")
