@@ -164,10 +164,12 @@ class DiffusersBackend(Backend):
             ((job.render.seed or 0) + index) % SEED_SPACE
             for job, (_, index) in zip(jobs, owners, strict=True)
         ]
-        sink: PreviewSink | None = None
-        if on_preview is not None:
-            sink = lambda b, partial, image: on_preview(*owners[b], partial, image)  # noqa: E731
-        hooks = _StepHooks(sink, stop)
+
+        def sink(position: int, partial: int, image: Image.Image) -> None:
+            if on_preview is not None:  # a batch position back to its part and image index
+                on_preview(*owners[position], partial, image)
+
+        hooks = _StepHooks(sink if on_preview is not None else None, stop)
         r = jobs[0].render
         with self._rendering(loaded, len(jobs), r.size):
             if isinstance(jobs[0], GenerateJob):
