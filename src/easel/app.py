@@ -21,6 +21,7 @@ from .backends.base import Backend
 from .backends.registry import resolve
 from .imaging import Limits
 from .keys import StaticKeys
+from .metrics import Metrics
 from .profiles import ModelRules
 from .service import ImageService, ServedModel
 from .settings import Settings
@@ -39,6 +40,7 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
         served.append(ServedModel(rules=ModelRules(spec, backend.capabilities), backend=backend))
     limits = Limits(max_bytes=settings.max_body_bytes, max_pixels=settings.max_image_pixels)
     storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds)
+    metrics = Metrics()
     return Services(
         settings=settings,
         service=ImageService(
@@ -48,6 +50,7 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
             limits,
             settings.cpu_workers,
             timeout=settings.request_timeout_seconds,
+            metrics=metrics,
         ),
         storage=storage,
         keys=StaticKeys(settings.api_keys),
@@ -56,6 +59,7 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
             timeout=settings.remote_image_timeout,
             max_bytes=settings.max_body_bytes,
         ),
+        metrics=metrics,
     )
 
 

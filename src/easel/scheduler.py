@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import errors
 from .jobs import Job, Rendered
+from .metrics import Metrics
 
 log = logging.getLogger("easel.scheduler")
 
@@ -180,6 +181,7 @@ class Scheduler:
         cpu: anyio.CapacityLimiter,
         max_batch: int = 1,
         window: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.model_id = model_id
         self.run = run
@@ -197,6 +199,8 @@ class Scheduler:
         self._ready: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics or Metrics()
+        self.metrics.queue_depth.labels(model_id).set_function(lambda: len(self.queue))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Scheduler:
         """Refuse new work and answer everything still waiting with a 503; running work goes on."""
         self.draining = True
         for ticket in self.queue.drain():
-            ticket.post(self._overloaded("The server is shutting down."))
+            ticket.post(self._overloaded("The server is shutting down.", "shutting_down"))
 
     async def stop(self) -> None:
         self.drain()
@@ -227,9 +231,10 @@ class Scheduler:
             # An app driven without its lifespan, as some test clients do (a loop per request).
             self.start()
         if self.draining:
-            raise self._overloaded("The server is shutting down.")
+            raise self._overloaded("The server is shutting down.", "shutting_down")
         if not self.queue.put(ticket):
-            raise self._overloaded(f"The server is overloaded: {len(self.queue)} requests are waiting.")
+            waiting = len(self.queue)
+            raise self._overloaded(f"The server is overloaded: {waiting} requests are waiting.", "overloaded")
         assert self._ready is not None
         self._ready.set()
 
@@ -244,7 +249,8 @@ class Scheduler:
         runs_ahead = self.running + math.ceil(len(self.queue) / self.max_batch)
         return max(0.05, runs_ahead * self.seconds_per_run / max(1, self.workers))
 
-    def _overloaded(self, message: str) -> errors.ServiceUnavailableError:
+    def _overloaded(self, message: str, reason: str) -> errors.ServiceUnavailableError:
+        self.metrics.refusals.labels(self.model_id, reason).inc()
         wait = self.retry_after()
         headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
         return errors.ServiceUnavailableError(message, code="server_overloaded", headers=headers)
@@ -293,6 +299,12 @@ class Scheduler:
             self.seconds_per_run = 0.7 * self.seconds_per_run + 0.3 * took
             self.expected = len(live)
             waited = max(started - s.ticket.enqueued for s in live)
+            m = self.metrics
+            m.stage_seconds.labels(self.model_id, "generate").observe(took)
+            m.batch_images.labels(self.model_id).observe(sum(s.count for s in live))
+            for s in live:
+                if s.start == 0:  # a request's wait is counted once, at its first run
+                    m.stage_seconds.labels(self.model_id, "queue").observe(started - s.ticket.enqueued)
             log.info(
                 "model %s: ran %s, batch of %d image(s) from %d request(s), in %.0f ms; "
                 "longest wait %.0f ms; %d waiting",

@@ -16,6 +16,7 @@ from . import errors, imaging
 from .backends.base import Backend, Part
 from .imaging import Limits, Upload
 from .jobs import Delivery, Operation
+from .metrics import Metrics
 from .params import type_name
 from .profiles import ModelRules, Plan
 from .scheduler import Finished, Partial, Scheduler, Slice, Ticket, timed_out
@@ -67,7 +68,9 @@ class ImageService:
         limits: Limits,
         cpu_workers: int = 1,
         timeout: float = 600.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
         # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
         # thrashing the cores and holding every request's pixels in memory at once.
@@ -75,12 +78,13 @@ class ImageService:
         self.schedulers = {
             m.id: Scheduler(
                 m.id,
-                _runner(m),
+                _runner(m, self.metrics),
                 depth=m.rules.spec.max_queue,
                 workers=m.backend.concurrency or cpu_workers,
                 cpu=self.cpu,
                 max_batch=m.rules.spec.max_batch_size or m.backend.default_batch_size,
                 window=m.rules.spec.batch_window_ms / 1000,
+                metrics=self.metrics,
             )
             for m in models
         }
@@ -186,17 +190,21 @@ class ImageService:
         ticket = self.enqueue(model, plan, owner)
         finished = [e async for e in self._results(model, ticket) if isinstance(e, Finished)]
         delivery = plan.delivery
-        data = [await self._item(e, delivery, base_url) for e in finished]
+        data = [await self._item(model.id, e, delivery, base_url) for e in finished]
         body: dict[str, Any] = {"created": int(time.time()), "data": data}
         if delivery.gpt_fields:
             body.update(_resolved(plan))
             body["usage"] = plan.usage
         return body
 
-    async def _item(self, finished: Finished, delivery: Delivery, base_url: str) -> dict[str, Any]:
+    async def _item(
+        self, model_id: str, finished: Finished, delivery: Delivery, base_url: str
+    ) -> dict[str, Any]:
         item: dict[str, Any]
         if delivery.response_format == "url":
+            start = time.monotonic()
             stored = await self.storage.put(finished.data, delivery.output_format, base_url)
+            self.metrics.stage_seconds.labels(model_id, "store").observe(time.monotonic() - start)
             item = {"url": stored.url}
         else:
             item = {"b64_json": imaging.b64(finished.data)}
@@ -236,8 +244,9 @@ class ImageService:
             yield event["type"], event
 
 
-def _runner(model: ServedModel) -> Callable[[Sequence[Slice]], None]:
+def _runner(model: ServedModel, metrics: Metrics) -> Callable[[Sequence[Slice]], None]:
     """What a scheduler's worker thread does with a batch: render, encode, post back."""
+    encode_seconds = metrics.stage_seconds.labels(model.id, "encode")
 
     def run(batch: Sequence[Slice]) -> None:
         made = [0] * len(batch)
@@ -255,7 +264,11 @@ def _runner(model: ServedModel) -> Callable[[Sequence[Slice]], None]:
             for number, rendered in model.backend.run_batch(parts, on_preview, stop):
                 ticket = batch[number].ticket
                 if not ticket.stop():
-                    ticket.post(Finished(rendered, ticket.encode(rendered.image)))
+                    start = time.monotonic()
+                    data = ticket.encode(rendered.image)
+                    encode_seconds.observe(time.monotonic() - start)
+                    metrics.images.labels(model.id, ticket.job.operation).inc()
+                    ticket.post(Finished(rendered, data))
                     made[number] += 1
         except BaseException as exc:  # handed to each requester, which reports it
             for s in batch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .keys import StaticKeys
+from .metrics import Metrics
 from .service import ImageService
 from .settings import Settings
 from .sources import RemotePolicy
@@ -18,3 +19,4 @@ class Services:
     storage: LocalStorage
     keys: StaticKeys
     remote: RemotePolicy
+    metrics: Metrics

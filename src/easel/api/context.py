@@ -13,6 +13,7 @@ from .. import errors
 
 log = logging.getLogger("easel.http")
 OPENAI_VERSION = "2020-10-01"
+IMAGES = "/v1/images/"
 
 
 class RequestContext:
@@ -34,10 +35,13 @@ class RequestContext:
         start = time.perf_counter()
         started = False
 
+        status = 500
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
                 headers["openai-version"] = OPENAI_VERSION
@@ -46,6 +50,7 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_headers)
+            _count(scope, status)
         except Exception:
             log.exception(
                 "unhandled error in %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id
@@ -54,3 +59,15 @@ class RequestContext:
                 raise
             response = errors.render(errors.internal(request_id))
             await response(scope, receive, send_with_headers)
+            _count(scope, 500)
+
+
+def _count(scope: Scope, status: int) -> None:
+    """One image API request in the metrics, by the model it named (if served) and status."""
+    path = scope.get("path", "")
+    if not path.startswith(IMAGES):
+        return
+    services = getattr(scope["app"].state, "services", None)
+    if services is not None:
+        model = scope.get("state", {}).get("model", "none")
+        services.metrics.requests.labels(model, path.removeprefix(IMAGES), str(status)).inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_key)], tag
 @router.post("/generations", operation_id="createImage", summary="Create images from a prompt")
 async def generations(request: Request, services: ServicesDep) -> Response:
     body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True, allow_form=False)
+    _note_model(request, services, body.fields)
     model, plan = await services.service.plan("generations", body.fields, {}, from_form=False)
     return await _respond(request, services, model, plan)
 
@@ -34,6 +35,7 @@ async def generations(request: Request, services: ServicesDep) -> Response:
 @router.post("/edits", operation_id="createImageEdit", summary="Edit images with a prompt")
 async def edits(request: Request, services: ServicesDep) -> Response:
     body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=True, allow_form=True)
+    _note_model(request, services, body.fields)
     files = body.files
     if not body.form:
         model = services.service.model_for(body.fields)
@@ -55,8 +57,16 @@ async def edits(request: Request, services: ServicesDep) -> Response:
 @router.post("/variations", operation_id="createImageVariation", summary="Create variations of an image")
 async def variations(request: Request, services: ServicesDep) -> Response:
     body = await bodies.parse(request, services.settings.max_body_bytes, allow_json=False, allow_form=True)
+    _note_model(request, services, body.fields)
     model, plan = await services.service.plan("variations", body.fields, body.files, from_form=True)
     return await _respond(request, services, model, plan)
+
+
+def _note_model(request: Request, services: ServicesDep, fields: Mapping[str, Any]) -> None:
+    """Label the request's metrics with the served model it names (the default if none)."""
+    name = fields.get("model", services.service.default_model)
+    if isinstance(name, str) and name in services.service.models:
+        request.state.model = name
 
 
 async def _respond(request: Request, services: ServicesDep, model: ServedModel, plan: Plan) -> Response:
