@@ -41,6 +41,7 @@ async def drive(
     warm_up: int = 0,
     keep: int = 0,
     obey_retry: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     """`total` POSTs to /v1/images/generations from `concurrency` workers on keep-alive
     connections, each sending its next request when the last one is answered. With
@@ -51,7 +52,7 @@ async def drive(
     load = Load()
     counter = iter(range(total))
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as client:
+    async with aiohttp.ClientSession(url, connector=connector, headers=headers) as client:
 
         async def post(i: int) -> tuple[int, bytes, float]:
             async with client.post("/v1/images/generations", json=body(i)) as response:

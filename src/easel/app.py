@@ -15,14 +15,22 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from . import __version__, errors, openapi
-from .api import files, health, images, models
+from .access import Authenticator
+from .api import admin, files, health, images, models
 from .api.context import RequestContext
 from .backends.base import Backend
 from .backends.registry import resolve
+from .db import Database
+from .db.database import sqlite_url
+from .gate import Gate
 from .imaging import Limits
 from .keys import StaticKeys
+from .keystore import KeyStore
+from .ledger import Ledger
 from .metrics import Metrics
+from .moderation import Moderator
 from .profiles import ModelRules
+from .ratelimit import Allowance, RateLimiter
 from .service import ImageService, ServedModel
 from .settings import Settings
 from .sources import RemotePolicy
@@ -41,6 +49,15 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
     limits = Limits(max_bytes=settings.max_body_bytes, max_pixels=settings.max_image_pixels)
     storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds)
     metrics = Metrics()
+    db = Database(settings.database_url or sqlite_url(settings.data_dir))
+    db.upgrade()
+    gate = Gate(
+        RateLimiter(settings.rate_limit_storage, settings.rate_limit_quantum),
+        Ledger(db, records=settings.usage_records),
+        Moderator(settings.moderation),
+        metrics,
+        default=Allowance(settings.default_rpm, settings.default_ipm),
+    )
     return Services(
         settings=settings,
         service=ImageService(
@@ -53,7 +70,9 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
             metrics=metrics,
         ),
         storage=storage,
-        keys=StaticKeys(settings.api_keys),
+        db=db,
+        auth=Authenticator(StaticKeys(settings.api_keys), StaticKeys(settings.admin_keys), KeyStore(db)),
+        gate=gate,
         remote=RemotePolicy(
             enabled=settings.allow_remote_images,
             timeout=settings.remote_image_timeout,
@@ -89,6 +108,8 @@ def create_app(
             for model in services.service.models.values():
                 await anyio.to_thread.run_sync(model.backend.close)
             await services.storage.close()
+            await services.gate.moderator.close()
+            services.db.close()
 
     app = FastAPI(
         title="easel",
@@ -99,7 +120,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    for router in (images.router, models.router, files.router, health.router):
+    for router in (images.router, models.router, files.router, health.router, admin.router):
         app.include_router(router)
     app.add_middleware(RequestContext)
     _install_error_handlers(app)

@@ -34,6 +34,8 @@ class Render:
     style: str | None = None
     #: How many intermediate previews the caller wants per image (0 when not streaming).
     previews: int = 0
+    #: How strictly prompts and outputs are moderated: `auto` (the default) or the laxer `low`.
+    moderation: Literal["auto", "low"] = "auto"
 
     @property
     def size(self) -> str:

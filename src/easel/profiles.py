@@ -315,6 +315,7 @@ class ModelRules:
             negative_prompt=v.get("negative_prompt"),
             style=v.get("style"),
             previews=partials,
+            moderation=v.get("moderation") or "auto",
         )
         prompt: str = v.get("prompt") or ""
         job: Job

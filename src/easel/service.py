@@ -17,6 +17,7 @@ from .backends.base import Backend, Part
 from .imaging import Limits, Upload
 from .jobs import Delivery, Operation
 from .metrics import Metrics
+from .moderation import blocked
 from .params import type_name
 from .profiles import ModelRules, Plan
 from .scheduler import Finished, Partial, Scheduler, Slice, Ticket, timed_out
@@ -263,7 +264,12 @@ def _runner(model: ServedModel, metrics: Metrics) -> Callable[[Sequence[Slice]],
         try:
             for number, rendered in model.backend.run_batch(parts, on_preview, stop):
                 ticket = batch[number].ticket
-                if not ticket.stop():
+                flagged = () if ticket.stop() else model.backend.moderate_output(ticket.job, rendered.image)
+                if flagged:  # the whole request is refused, as OpenAI does; its other slices stop
+                    metrics.refusals.labels(model.id, "moderation").inc()
+                    ticket.post(blocked(flagged, "output"))
+                    ticket.abandoned = True
+                elif not ticket.stop():
                     start = time.monotonic()
                     data = ticket.encode(rendered.image)
                     encode_seconds.observe(time.monotonic() - start)
@@ -301,14 +307,14 @@ def _per_image(total: Mapping[str, Any], n: int) -> dict[str, Any]:
     return {**total, "output_tokens": out, "total_tokens": int(total["input_tokens"]) + out}
 
 
-def stream_error(message: str) -> dict[str, Any]:
+def stream_error(
+    message: str,
+    type: str = "image_generation_server_error",
+    code: str | None = "image_generation_failed",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The `event: error` payload for a failure after the stream started (CONTRACT §4)."""
     return {
         "type": "error",
-        "error": {
-            "type": "image_generation_server_error",
-            "code": "image_generation_failed",
-            "message": message,
-            "param": None,
-        },
+        "error": {"type": type, "code": code, "message": message, "param": None, **(extra or {})},
     }

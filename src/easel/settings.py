@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -127,6 +128,104 @@ class ModelSpec(BaseModel):
         return self
 
 
+#: The built-in prompt policy: modest on purpose (operators replace it with their own lists).
+#: Terms match whole words, case-insensitively; patterns are regular expressions.
+_MINORS = r"\b(child|children|kids?|minors?|underage|preteens?|toddlers?|schoolgirls?|schoolboys?)\b"
+_SEXUAL = r"\b(nude|naked|nudity|sex|sexual|porn\w*|erotic|explicit|nsfw|lingerie)\b"
+
+
+class ModerationCategory(BaseModel):
+    """One category of a moderation policy: what is blocked at both levels, and only on `auto`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    terms: list[str] = Field(default_factory=list, description="Words or phrases blocked at every level.")
+    patterns: list[str] = Field(
+        default_factory=list, description="Regular expressions blocked at every level."
+    )
+    auto_terms: list[str] = Field(
+        default_factory=list, description="Words or phrases blocked only at `moderation=auto`."
+    )
+    auto_patterns: list[str] = Field(
+        default_factory=list, description="Regular expressions blocked only at `moderation=auto`."
+    )
+
+    @field_validator("patterns", "auto_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+
+def _default_policy() -> dict[str, ModerationCategory]:
+    return {
+        "sexual/minors": ModerationCategory(
+            # Bounded gaps keep a 32,000-character prompt linear to scan.
+            patterns=[_MINORS + r"[\s\S]{0,200}?" + _SEXUAL, _SEXUAL + r"[\s\S]{0,200}?" + _MINORS],
+        ),
+        "sexual": ModerationCategory(
+            auto_terms=[
+                "nude",
+                "naked",
+                "nudity",
+                "porn",
+                "pornographic",
+                "pornography",
+                "hentai",
+                "nsfw",
+                "explicit sex",
+                "sex act",
+                "genitals",
+            ],
+        ),
+        "violence/graphic": ModerationCategory(
+            auto_terms=[
+                "gore",
+                "gory",
+                "dismembered",
+                "dismemberment",
+                "decapitated",
+                "decapitation",
+                "beheading",
+                "disemboweled",
+                "mutilated",
+                "mutilation",
+            ],
+        ),
+        "self-harm": ModerationCategory(
+            auto_terms=["self-harm", "self harm", "suicide", "slit wrists", "cutting myself"],
+        ),
+    }
+
+
+class ModerationSettings(BaseModel):
+    """How prompts are moderated before any work (`[moderation]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Moderate prompts at all.")
+    categories: dict[str, ModerationCategory] = Field(
+        default_factory=_default_policy,
+        description="The term and pattern policy, by category (replaces the built-in one when set).",
+    )
+    upstream_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible server whose /moderations also checks prompts."
+    )
+    upstream_api_key: str | None = Field(None, description="Bearer key for the upstream moderation server.")
+    upstream_model: str = Field("omni-moderation-latest", description="The upstream moderation model.")
+    upstream_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the upstream verdict.")
+    low_threshold: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="At `moderation=low`, an upstream category blocks from this score up.",
+    )
+
+
 def _default_models() -> list[ModelSpec]:
     return [ModelSpec(id="gpt-image-1"), ModelSpec(id="dall-e-2"), ModelSpec(id="dall-e-3")]
 
@@ -189,8 +288,37 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running work may finish before easel exits."
     )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the key and usage database (default: SQLite `easel.db` in the "
+        "data dir; PostgreSQL: `postgresql+psycopg://user:password@host/db`).",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that manage keys and read usage over HTTP (comma-separated); not for images.",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit counters live: `memory://` (this process) or `redis://host:port/db`.",
+    )
+    rate_limit_quantum: Literal["minute", "second"] = Field(
+        "minute",
+        description="`second` enforces a per-minute limit as a sixtieth per second (as OpenAI may).",
+    )
+    default_rpm: int | None = Field(
+        None, ge=1, description="Requests per minute per model for keys that set none (and open access)."
+    )
+    default_ipm: int | None = Field(
+        None, ge=1, description="Images per minute per model for keys that set none (and open access)."
+    )
+    usage_records: bool = Field(True, description="Write a usage row per request to the database.")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text or as JSON objects.")
+    log_prompts: bool = Field(False, description="Include prompts in the request log lines.")
+    moderation: ModerationSettings = Field(
+        default_factory=ModerationSettings, description="Prompt moderation (`[moderation]`)."
+    )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -273,7 +401,12 @@ def reference(extra: Sequence[tuple[str, type[BaseModel]]] = ()) -> str:
     ]
     for name, field in Settings.model_fields.items():
         lines.append(f"| `{name}` | `EASEL_{name.upper()}` | {_shown(field)} | {field.description} |")
-    sections: list[tuple[str, type[BaseModel]]] = [("A model (`[[models]]` tables)", ModelSpec), *extra]
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("A model (`[[models]]` tables)", ModelSpec),
+        ("Moderation (`[moderation]`)", ModerationSettings),
+        ('A moderation category (`[moderation.categories."NAME"]`)', ModerationCategory),
+        *extra,
+    ]
     for heading, model in sections:
         lines += ["", f"## {heading}", "", "| key | default | meaning |", "|---|---|---|"]
         for name, field in model.model_fields.items():
@@ -287,6 +420,7 @@ def _shown(field: Any) -> str:
     if field.default_factory is not None:
         value = field.default_factory()
         if isinstance(value, BaseModel):
-            return f"`{value.model_dump()!r}`"
+            shown = repr(value.model_dump())
+            return f"`{shown}`" if len(shown) < 100 else "the section below"
         return f"`{value!r}`" if value in ([], {}) else "computed"
     return f"`{field.default!r}`" if field.default is not None else "none"

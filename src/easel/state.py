@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .keys import StaticKeys
+from .access import Authenticator
+from .db import Database
+from .gate import Gate
 from .metrics import Metrics
 from .service import ImageService
 from .settings import Settings
@@ -17,6 +19,8 @@ class Services:
     settings: Settings
     service: ImageService
     storage: LocalStorage
-    keys: StaticKeys
+    db: Database
+    auth: Authenticator
+    gate: Gate
     remote: RemotePolicy
     metrics: Metrics

@@ -9,9 +9,12 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import errors
+from .. import errors, logs
 
 log = logging.getLogger("easel.http")
+access = logging.getLogger("easel.access")
+#: Probes and scrapes: answered, counted nowhere, not logged.
+QUIET = frozenset({"/health", "/metrics"})
 OPENAI_VERSION = "2020-10-01"
 IMAGES = "/v1/images/"
 
@@ -32,6 +35,7 @@ class RequestContext:
             return
         request_id = f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.request_id.set(request_id)
         start = time.perf_counter()
         started = False
 
@@ -51,6 +55,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_headers)
             _count(scope, status)
+            _log(scope, status, start)
         except Exception:
             log.exception(
                 "unhandled error in %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id
@@ -60,6 +65,32 @@ class RequestContext:
             response = errors.render(errors.internal(request_id))
             await response(scope, receive, send_with_headers)
             _count(scope, 500)
+            _log(scope, 500, start)
+        finally:
+            logs.request_id.reset(token)
+
+
+def _log(scope: Scope, status: int, start: float) -> None:
+    """The access line: who (a key id, never a key), what, how it ended; the prompt only if enabled."""
+    path = scope.get("path", "")
+    if path in QUIET:
+        return
+    state = scope.get("state", {})
+    caller = state.get("caller")
+    access.info(
+        "%s %s %d",
+        scope.get("method"),
+        path,
+        status,
+        extra={
+            "request_id": state.get("request_id"),
+            "status": status,
+            "ms": round((time.perf_counter() - start) * 1000, 1),
+            "key_id": getattr(caller, "key_id", None),
+            "model": state.get("model"),
+            "prompt": state.get("prompt"),
+        },
+    )
 
 
 def _count(scope: Scope, status: int) -> None:

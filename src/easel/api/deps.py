@@ -6,14 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .. import errors
-from ..keys import digest, mask
+from ..access import Caller
 from ..state import Services
-
-MISSING_KEY = (
-    "You didn't provide an API key. You need to provide your API key in an Authorization "
-    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-)
 
 
 # Both dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in the
@@ -27,21 +21,30 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def require_key(request: Request, services: ServicesDep) -> None:
-    """401 unless the request carries a configured key (only when keys are configured).
+    """Names the caller (401/403 when its key is missing, wrong or refused); see `access`.
 
-    Also names the request's owner for fair queueing: a digest of its key, else its address.
+    The caller's owner id is the request's lane for fair queueing.
     """
-    if not services.keys.enabled:
-        request.state.owner = request.client.host if request.client else "anonymous"
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise errors.AuthenticationError(MISSING_KEY)
-    if not services.keys.check(key):
-        raise errors.AuthenticationError(f"Incorrect API key provided: {mask(key)}.", code="invalid_api_key")
-    request.state.owner = digest(key).hex()[:16]
+    headers = request.headers
+    caller = await services.auth.caller(
+        headers.get("authorization", ""),
+        headers.get("openai-organization"),
+        headers.get("openai-project"),
+        request.client.host if request.client else "anonymous",
+    )
+    request.state.caller = caller
+    request.state.owner = caller.owner
+
+
+async def require_admin(request: Request, services: ServicesDep) -> None:
+    """401 without a key, 403 for a key that is not an admin key."""
+    request.state.admin = await services.auth.admin(request.headers.get("authorization", ""))
+
+
+def caller(request: Request) -> Caller:
+    """The caller `require_key` named."""
+    found: Caller = request.state.caller
+    return found
 
 
 def owner(request: Request) -> str:

@@ -11,14 +11,16 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from .. import errors
+from ..gate import Admission
 from ..profiles import Plan
 from ..service import ServedModel, stream_error
 from ..sources import collect
 from . import body as bodies
-from .deps import ServicesDep, base_url, owner, require_key
+from .deps import ServicesDep, base_url, caller, owner, require_key
 
 log = logging.getLogger("easel.images")
 router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_key)], tags=["images"])
@@ -63,30 +65,59 @@ async def variations(request: Request, services: ServicesDep) -> Response:
 
 
 def _note_model(request: Request, services: ServicesDep, fields: Mapping[str, Any]) -> None:
-    """Label the request's metrics with the served model it names (the default if none)."""
+    """Label the request's metrics with the served model it names (the default if none), and
+    refuse it (403) when the caller's key may not use that model."""
     name = fields.get("model", services.service.default_model)
     if isinstance(name, str) and name in services.service.models:
         request.state.model = name
+        caller(request).check_model(name)
 
 
 async def _respond(request: Request, services: ServicesDep, model: ServedModel, plan: Plan) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    if services.settings.log_prompts:
+        request.state.prompt = getattr(plan.job, "prompt", None)
+    admission = await services.gate.admit(caller(request), plan, request_id)
     if plan.delivery.stream:
         # Queued now, so a full queue is a 503 rather than an error event. sse-starlette
         # cancels the event generator when the client leaves: that abandons the ticket.
-        events = services.service.stream(model, plan, owner(request))
-        return EventSourceResponse(_events(request, events), sep="\n", ping=15)
-    work = asyncio.ensure_future(
-        services.service.run(model, plan, base_url(request, services), owner(request))
-    )
-    gone = asyncio.ensure_future(_disconnected(request))
-    await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if not work.done():  # the client left: stop waiting, which frees its queue slot or render
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return Response(status_code=499)
-    return Response(orjson.dumps(work.result()), media_type="application/json")
+        try:
+            events = services.service.stream(model, plan, owner(request))
+        except errors.APIError as exc:
+            await services.gate.settle(admission, exc.status, 0)
+            raise
+        return EventSourceResponse(
+            _events(request, services, admission, events), sep="\n", ping=15, headers=admission.headers
+        )
+    status, images, settled = 500, 0, False
+    try:
+        work = asyncio.ensure_future(
+            services.service.run(model, plan, base_url(request, services), owner(request))
+        )
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not work.done():  # the client left: stop waiting, which frees its queue slot or render
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            status = 499
+            return Response(status_code=499)
+        try:
+            body = work.result()
+        except errors.APIError as exc:
+            status = exc.status
+            exc.headers = {**admission.headers, **exc.headers}
+            raise
+        # Settled once the answer has gone: the usage row's closing is not the client's wait.
+        settled = True
+        close = BackgroundTask(services.gate.settle, admission, 200, len(body["data"]))
+        return Response(
+            orjson.dumps(body), media_type="application/json", headers=admission.headers, background=close
+        )
+    finally:
+        if not settled:
+            await services.gate.settle(admission, status, images)
 
 
 async def _disconnected(request: Request) -> None:
@@ -96,23 +127,36 @@ async def _disconnected(request: Request) -> None:
 
 
 async def _events(
-    request: Request, events: AsyncIterator[tuple[str, dict[str, Any]]]
+    request: Request,
+    services: ServicesDep,
+    admission: Admission,
+    events: AsyncIterator[tuple[str, dict[str, Any]]],
 ) -> AsyncIterator[ServerSentEvent]:
+    status, images = 499, 0  # what is recorded if the client leaves first
     try:
         async for kind, data in events:
             yield _event(kind, data)
+            images += kind.endswith(".completed")
+        status = 200
     except Exception as exc:
         request_id = request.scope.get("state", {}).get("request_id", "")
-        log.exception("stream failed (request id %s)", request_id)
-        message = (
-            exc.message
-            if isinstance(exc, errors.GenerationFailedError)
-            else (
-                f"The image could not be generated. (Please include the request ID {request_id} "
-                "in your message.)"
+        if isinstance(exc, errors.APIError) and exc.status < 500:
+            status = exc.status
+            yield _event("error", stream_error(exc.message, exc.type, exc.code, exc.extra))
+        else:
+            status = 500
+            log.exception("stream failed (request id %s)", request_id)
+            message = (
+                exc.message
+                if isinstance(exc, errors.GenerationFailedError)
+                else (
+                    f"The image could not be generated. (Please include the request ID {request_id} "
+                    "in your message.)"
+                )
             )
-        )
-        yield _event("error", stream_error(message))
+            yield _event("error", stream_error(message))
+    finally:
+        await services.gate.settle(admission, status, images)
 
 
 def _event(kind: str, data: dict[str, Any]) -> ServerSentEvent:

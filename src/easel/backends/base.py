@@ -106,6 +106,15 @@ class Backend(ABC):
         """The seed for a job that names none (fixed before a job's images are split up)."""
         return secrets.randbelow(SEED_SPACE)
 
+    def moderate_output(self, job: Job, image: Image.Image) -> Sequence[str]:
+        """The output check: the moderation categories a finished image falls in (empty: fine).
+
+        Runs in the worker thread on every image before it is delivered; `job.render.moderation`
+        says how strict to be. A non-empty answer refuses the whole request with 400
+        moderation_blocked (stage `output`). The default checks nothing.
+        """
+        return ()
+
     def run_batch(
         self, parts: Sequence[Part], on_preview: BatchPreviewSink | None = None, stop: StopCheck | None = None
     ) -> Iterator[tuple[int, Rendered]]:

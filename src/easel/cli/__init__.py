@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .admin import keys, usage
 from .generate import generate
 from .serve import serve
 
@@ -27,6 +28,8 @@ def config_reference() -> None:
 
 cli.add_command(serve)
 cli.add_command(generate)
+cli.add_command(keys)
+cli.add_command(usage)
 
 
 def main() -> None:

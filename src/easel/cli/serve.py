@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import socket
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 
+from .. import logs
 from ..settings import Settings, load_settings
 
 
@@ -28,12 +28,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def describe(settings: Settings) -> str:
+def describe(settings: Settings, managed_keys: bool = False) -> str:
     lines = [f"easel serving at [bold]{settings.base_url}/v1[/bold]"]
     for spec in settings.models:
         mode = "strict" if spec.strict else "lenient"
         lines.append(f"  {spec.id}  ({spec.resolved_profile}, {mode}, backend {spec.backend})")
-    lines.append("auth: " + ("API keys required" if settings.api_keys else "none (no keys set)"))
+    keyed = bool(settings.api_keys) or managed_keys
+    lines.append("auth: " + ("API keys required" if keyed else "none (no keys set)"))
     return "\n".join(lines)
 
 
@@ -84,21 +85,21 @@ def serve(
         settings = load_settings(config, **flags)
     except ValidationError as exc:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    if not settings.is_loopback and not settings.api_keys and not settings.allow_open:
-        raise click.ClickException(
-            f"refusing to serve {settings.host} without API keys: set EASEL_API_KEYS "
-            "(or api_keys in the config), or pass --allow-open to serve it open on purpose."
-        )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     sock = _bind(settings.host, settings.port)
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     try:
         app = create_app(settings)
     except BackendConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    Console(stderr=True).print(describe(settings), highlight=False)
+    managed = app.state.services.auth.store.any_keys()
+    if not settings.is_loopback and not settings.api_keys and not managed and not settings.allow_open:
+        raise click.ClickException(
+            f"refusing to serve {settings.host} without API keys: set EASEL_API_KEYS (or api_keys in "
+            "the config), create one with `easel keys create`, or pass --allow-open to serve it open "
+            "on purpose."
+        )
+    Console(stderr=True).print(describe(settings, managed), highlight=False)
     _run(app, settings, sock)
 
 
@@ -121,6 +122,7 @@ def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's lines go through easel's handler and format too
         access_log=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )

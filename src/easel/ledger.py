@@ -1,0 +1,298 @@
+"""Budgets and usage records: a request's charge and its usage row are written in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from . import errors
+from .db import Database
+from .db.schema import BudgetUse, UsageRecord
+from .keystore import KeyInfo, Period
+
+USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
+BUDGET: Table = BudgetUse.__table__  # type: ignore[assignment]
+#: The statements every request runs, built once (building one costs as much as running it).
+UNLIMITED = 2**62
+SPEND = (
+    update(BUDGET)
+    .where(BUDGET.c.key_id == bindparam("k"), BUDGET.c.period == bindparam("p"),
+           BUDGET.c.images + bindparam("n") <= bindparam("max_n"),
+           BUDGET.c.pixels + bindparam("px") <= bindparam("max_px"))
+    .values(images=BUDGET.c.images + bindparam("n"), pixels=BUDGET.c.pixels + bindparam("px"))
+)  # fmt: skip
+REFUND = (
+    update(BUDGET)
+    .where(BUDGET.c.key_id == bindparam("k"), BUDGET.c.period == bindparam("p"))
+    .values(images=BUDGET.c.images - bindparam("n"), pixels=BUDGET.c.pixels - bindparam("px"))
+)
+SPENT = select(BUDGET.c.images, BUDGET.c.pixels).where(
+    BUDGET.c.key_id == bindparam("k"), BUDGET.c.period == bindparam("p")
+)
+OPEN_ROW = insert(USAGE)
+CLOSE_ROW = (
+    update(USAGE)
+    .where(USAGE.c.id == bindparam("row"))
+    .values(
+        status=bindparam("st"), latency_ms=bindparam("ms"), images=bindparam("im"), pixels=bindparam("pxs")
+    )
+)
+#: The images usage API's `source` per operation.
+SOURCES = {"generations": "image.generation", "edits": "image.edit", "variations": "image.variation"}
+GROUPS = {
+    "model": UsageRecord.model,
+    "api_key_id": UsageRecord.api_key_id,
+    "project_id": UsageRecord.project,
+    "size": UsageRecord.size,
+    "source": UsageRecord.operation,
+}
+WIDTHS = {"1m": 60, "1h": 3600, "1d": 86400}
+#: OpenAI's default and largest bucket counts per width.
+BUCKET_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one request asked for, and who asked; the usage row is built from it."""
+
+    request_id: str
+    api_key_id: str | None
+    org: str | None
+    project: str | None
+    model: str
+    operation: str
+    n: int
+    size: str
+    quality: str
+    pixels: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A key's allowance per period; None means unlimited."""
+
+    key_id: str
+    images: int | None
+    megapixels: float | None
+    period: Period
+
+    @classmethod
+    def of(cls, key: KeyInfo | None) -> Budget | None:
+        if key is None or (key.budget_images is None and key.budget_megapixels is None):
+            return None
+        return cls(key.id, key.budget_images, key.budget_megapixels, key.budget_period)
+
+    @property
+    def pixels(self) -> int | None:
+        return None if self.megapixels is None else int(self.megapixels * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What `charge` did: the pending usage row (if recording) and the budget period charged."""
+
+    entry: Entry
+    record_id: int | None
+    key_id: str | None
+    period: str | None
+
+    @property
+    def open(self) -> bool:
+        """Whether `settle` has anything to write."""
+        return self.record_id is not None or self.period is not None
+
+
+class BudgetExceededError(errors.APIError):
+    """429 insufficient_quota; the SDKs are told not to retry, since waiting seconds won't help."""
+
+    status = 429
+    type = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="insufficient_quota", headers={"x-should-retry": "false"})
+
+
+def period_of(period: Period, now: float) -> str:
+    """The budget period a moment falls in, in UTC."""
+    if period == "total":
+        return "total"
+    return time.strftime("%Y-%m-%d" if period == "day" else "%Y-%m", time.gmtime(now))
+
+
+class Ledger:
+    """Budget counters and usage rows in the database; every method is one transaction.
+
+    The per-request methods use Core statements on one connection: the ORM's unit of work
+    cost more than the database did.
+    """
+
+    def __init__(self, db: Database, *, records: bool = True) -> None:
+        self.db = db
+        self.records = records
+
+    def charge(self, entry: Entry, budget: Budget | None) -> Charge:
+        """Charge the budget (never past it, however many requests race) and open the usage row."""
+        if budget is None and not self.records:
+            return Charge(entry, None, None, None)
+        now = time.time()
+        period = period_of(budget.period, now) if budget else None
+        with self.db.transaction() as conn:
+            if budget is not None and period is not None:
+                self._spend(conn, budget, period, entry)
+            record_id = None
+            if self.records:
+                record_id = self._insert(conn, entry, status=0, now=now, charged=period)
+        return Charge(entry, record_id, budget.key_id if budget else None, period)
+
+    def settle(self, charge: Charge, status: int, latency_ms: int, images: int) -> None:
+        """Close the usage row; images not delivered go back to the budget in the same transaction."""
+        if not charge.open:
+            return
+        entry = charge.entry
+        share = entry.pixels // max(1, entry.n)
+        with self.db.transaction() as conn:
+            if charge.record_id is not None:
+                closing = {"row": charge.record_id, "st": status, "ms": latency_ms, "im": images,
+                           "pxs": share * images}  # fmt: skip
+                conn.execute(CLOSE_ROW, closing)
+            unused = entry.n - images
+            if charge.period is not None and unused > 0:
+                refund = {"k": charge.key_id, "p": charge.period, "n": unused, "px": share * unused}
+                conn.execute(REFUND, refund)
+
+    def record(self, entry: Entry, status: int, *, moderation: Sequence[str] = ()) -> None:
+        """A usage row for a request refused before any work (moderation, rate limit, budget)."""
+        if not self.records:
+            return
+        with self.db.transaction() as conn:
+            self._insert(conn, entry, status=status, now=time.time(), charged=None,
+                         refused=",".join(moderation) or None)  # fmt: skip
+
+    def spent(self, key_id: str, period: str) -> tuple[int, int]:
+        """Images and pixels a key has spent in a period."""
+        with self.db.transaction() as conn:
+            row = conn.execute(SPENT, {"k": key_id, "p": period}).first()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def _spend(self, conn: Connection, budget: Budget, period: str, entry: Entry) -> None:
+        # One conditional UPDATE: the database serialises racing charges on the row, and each
+        # re-checks the condition against the committed total, so nobody overshoots.
+        spend = {
+            "k": budget.key_id, "p": period, "n": entry.n, "px": entry.pixels,
+            "max_n": UNLIMITED if budget.images is None else budget.images,
+            "max_px": UNLIMITED if budget.pixels is None else budget.pixels,
+        }  # fmt: skip
+        if conn.execute(SPEND, spend).rowcount == 1:
+            return
+        used = conn.execute(SPENT, spend).first()
+        if used is None:  # the period's first charge: open its row, then charge it the same way
+            insert_ignore = _insert_ignore(self.db.dialect)
+            conn.execute(insert_ignore(BUDGET).values(key_id=budget.key_id, period=period, images=0, pixels=0)
+                         .on_conflict_do_nothing())  # fmt: skip
+            if conn.execute(SPEND, spend).rowcount == 1:
+                return
+            used = conn.execute(SPENT, spend).first()
+        images, pixels = (int(used[0]), int(used[1])) if used else (0, 0)
+        span = {"day": "today", "month": "this month", "total": "in total"}[budget.period]
+        parts = []
+        if budget.images is not None:
+            parts.append(f"{images} of {budget.images} images")
+        if budget.megapixels is not None:
+            parts.append(f"{pixels / 1e6:.2f} of {budget.megapixels:g} megapixels")
+        raise BudgetExceededError(
+            f"You exceeded the budget of API key {budget.key_id}: it has used {' and '.join(parts)} "
+            f"{span}, and this request needs {entry.n} images ({entry.pixels / 1e6:.2f} megapixels). "
+            "Ask the operator to raise the budget, or wait for the next period."
+        )
+
+    @staticmethod
+    def _insert(
+        conn: Connection,
+        entry: Entry,
+        *,
+        status: int,
+        now: float,
+        charged: str | None,
+        refused: str | None = None,
+    ) -> int:
+        """A usage row: pending (status 0) when charged, else a refusal that cost nothing."""
+        pending = status == 0
+        row = asdict(entry)  # its fields are the row's columns
+        row.update(created_at=int(now), status=status, latency_ms=None if pending else 0, images=0,
+                   moderation=refused, charged_period=charged)  # fmt: skip
+        if not pending:  # a refusal rendered nothing
+            row.update(pixels=0, output_tokens=0)
+        result = conn.execute(OPEN_ROW, row)
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def images_usage(
+        self,
+        start: int,
+        end: int | None = None,
+        bucket_width: str = "1d",
+        group_by: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """OpenAI's images usage page: time buckets from `start`, each with results per group."""
+        width = WIDTHS[bucket_width]
+        default, most = BUCKET_LIMITS[bucket_width]
+        count = min(limit or default, most)
+        end = end if end is not None else int(time.time()) + 1
+        stop = min(end, start + count * width)
+        columns = [GROUPS[g] for g in group_by]
+        bucket = ((UsageRecord.created_at - start) // width).label("bucket")
+        ok = UsageRecord.status.between(200, 399)
+        query = (
+            select(
+                bucket,
+                *columns,
+                func.sum(case((ok, UsageRecord.images), else_=0)),
+                func.sum(case((ok, 1), else_=0)),
+                func.sum(case((ok, 0), else_=1)),
+                func.sum(case((ok, UsageRecord.pixels), else_=0)),
+            )
+            .where(UsageRecord.created_at >= start, UsageRecord.created_at < stop, UsageRecord.status > 0)
+            .group_by(bucket, *columns)
+        )
+        with self.db.transaction() as conn:
+            rows = conn.execute(query).all()
+        results: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            index: int = row[0]
+            groups: list[Any] = list(row[1 : 1 + len(columns)])
+            images, requests, refused, pixels = row[1 + len(columns) :]
+            result: dict[str, Any] = {
+                "object": "organization.usage.images.result",
+                "images": int(images or 0),
+                "num_model_requests": int(requests or 0),
+                "source": None, "size": None, "api_key_id": None,
+                "model": None, "project_id": None, "user_id": None,
+                "refused_requests": int(refused or 0),
+                "megapixels": round(int(pixels or 0) / 1e6, 6),
+            }  # fmt: skip
+            for name, value in zip(group_by, groups, strict=True):
+                result[name] = SOURCES.get(str(value), value) if name == "source" else value
+            results.setdefault(int(index), []).append(result)
+        buckets = []
+        at = start
+        while at < stop:
+            buckets.append({"object": "bucket", "start_time": at, "end_time": at + width,
+                            "results": results.get((at - start) // width, [])})  # fmt: skip
+            at += width
+        more = stop < end
+        return {"object": "page", "data": buckets, "has_more": more, "next_page": str(stop) if more else None}
+
+
+def _insert_ignore(dialect: str) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

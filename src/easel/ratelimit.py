@@ -1,0 +1,100 @@
+"""Per-key, per-model limits in requests and images per minute through `limits` (memory or Redis)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from . import errors
+
+Kind = Literal["requests", "images"]
+UNIT = {"requests": ("requests", "RPM"), "images": ("images", "IPM")}
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A caller's limits on one model (None: unlimited)."""
+
+    rpm: int | None
+    ipm: int | None
+
+
+class RateLimiter:
+    """A moving window per (kind, key, model), so a retry after `retry-after` always gets in.
+
+    With `quantum="second"` a per-minute limit is enforced as a sixtieth of it per second
+    (at least 1), as OpenAI says it may do: bursts are smoothed and waits stay short.
+    """
+
+    def __init__(self, url: str = "memory://", quantum: Literal["minute", "second"] = "minute") -> None:
+        from limits.aio.strategies import MovingWindowRateLimiter
+        from limits.storage import storage_from_string
+
+        options: dict[str, str | bool] = {"wrap_exceptions": True}
+        if url.split(":", 1)[0] in ("redis", "rediss", "redis+unix"):
+            options["implementation"] = "redispy"
+        self.url = url
+        self.storage = storage_from_string(f"async+{url}", **options)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.quantum = quantum
+
+    async def admit(self, subject: str, model: str, allowance: Allowance, images: int) -> dict[str, str]:
+        """Take one request and `images` images; the `x-ratelimit-*` headers, or a 429."""
+        headers: dict[str, str] = {}
+        for kind, per_minute, cost in (("requests", allowance.rpm, 1), ("images", allowance.ipm, images)):
+            if per_minute is not None:
+                headers.update(await self._take(kind, subject, model, per_minute, cost))  # type: ignore[arg-type]
+        return headers
+
+    async def _take(self, kind: Kind, subject: str, model: str, per_minute: int, cost: int) -> dict[str, str]:
+        from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+        from limits.errors import StorageError
+
+        item: RateLimitItem = (
+            RateLimitItemPerSecond(max(1, per_minute // 60))
+            if self.quantum == "second"
+            else RateLimitItemPerMinute(per_minute)
+        )
+        try:
+            allowed = await self.strategy.hit(item, kind, subject, model, cost=cost)
+            stats = await self.strategy.get_window_stats(item, kind, subject, model)
+        except StorageError as exc:
+            raise errors.ServiceUnavailableError(
+                "The rate limiter's storage could not be reached; please retry shortly.",
+                headers=_retry(1.0),
+            ) from exc
+        wait = max(0.0, stats.reset_time - time.time())
+        headers = {
+            f"x-ratelimit-limit-{kind}": str(item.amount),
+            f"x-ratelimit-remaining-{kind}": str(stats.remaining),
+            f"x-ratelimit-reset-{kind}": duration(wait),
+        }
+        if allowed:
+            return headers
+        word, short = UNIT[kind]
+        per = "min" if self.quantum == "minute" else "min, enforced per second"
+        used = item.amount - stats.remaining
+        raise errors.RateLimitError(
+            f"Rate limit reached for {model} on {word} per {per} ({short}): Limit {item.amount}, "
+            f"Used {used}, Requested {cost}. Please try again in {duration(wait)}.",
+            code="rate_limit_exceeded",
+            headers={**headers, **_retry(wait)},
+        )
+
+
+def _retry(wait: float) -> dict[str, str]:
+    # A few milliseconds of margin so that a client retrying on the dot finds the slot free.
+    ms = math.ceil(wait * 1000) + 5
+    return {"retry-after": str(max(1, math.ceil(ms / 1000))), "retry-after-ms": str(ms)}
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `1s`, `17.28s`, `6m0s`."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{round(seconds, 2):g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"

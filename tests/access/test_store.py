@@ -1,0 +1,158 @@
+"""Keys, budgets and usage rows on SQLite and on a real PostgreSQL: lifecycle, hashing, no overshoot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
+
+from easel.db import Database
+from easel.db.schema import Base, UsageRecord
+from easel.keystore import KeySpec, KeyStore
+from easel.ledger import Budget, BudgetExceededError, Entry, Ledger, period_of
+
+
+def entry(n: int = 1, key: str | None = None, model: str = "gpt-image-1", request: str = "req") -> Entry:
+    return Entry(request_id=request, api_key_id=key, org=None, project=None, model=model,
+                 operation="generations", n=n, size="256x256", quality="medium",
+                 pixels=n * 256 * 256, input_tokens=3, output_tokens=272 * n)  # fmt: skip
+
+
+def test_migrations_build_exactly_the_models(db: Database) -> None:
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    db.upgrade()  # a second call (and a second process) finds nothing to do
+    assert {"api_keys", "budget_use", "usage_records", "alembic_version"} <= db.tables()
+
+
+def test_key_lifecycle_and_only_digests_are_stored(db: Database) -> None:
+    store = KeyStore(db)
+    info, secret = store.create(KeySpec(name="app", models=["gpt-image-1"], rpm=5, budget_images=10))
+    assert secret.startswith("sk-easel-")
+    assert len(secret) > 40
+    assert info.hint.endswith(secret[-4:])
+    assert secret not in info.hint
+    found, required = store.find(secret)
+    assert found is not None
+    assert found.id == info.id
+    assert found.models == ("gpt-image-1",)
+    assert required
+    assert store.find("sk-easel-wrong")[0] is None
+
+    rotated, new_secret = store.rotate(info.id)
+    assert rotated.id == info.id
+    assert new_secret != secret
+    assert store.find(secret)[0] is None
+    assert store.find(new_secret)[0] is not None
+
+    revoked = store.revoke(info.id)
+    assert revoked.revoked_at is not None
+    found, required = store.find(new_secret)
+    assert found is not None
+    assert not found.active
+    assert required  # revoking the last key does not reopen the server
+    assert [k.id for k in store.list()] == [info.id]
+    assert store.list(include_revoked=False) == []
+
+    # Nothing in any table holds a secret in plain text.
+    with db.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            dump = repr(connection.execute(select(table)).all())
+            assert secret not in dump
+            assert new_secret not in dump
+            assert secret[9:] not in dump
+
+
+def test_admin_keys_do_not_turn_image_auth_on(db: Database) -> None:
+    store = KeyStore(db)
+    assert not store.any_keys()
+    store.create(KeySpec(name="ops", admin=True))
+    assert not store.any_keys()
+    store.create(KeySpec(name="app"))
+    assert store.any_keys()
+
+
+def test_fifty_racing_charges_never_overshoot_the_budget(db: Database) -> None:
+    ledger = Ledger(db)
+    key, _ = KeyStore(db).create(KeySpec(budget_images=37, budget_period="day"))
+    budget = Budget.of(key)
+    start = threading.Barrier(50)
+
+    def charge(i: int) -> bool:
+        start.wait()
+        try:
+            ledger.charge(entry(n=1 + i % 2, key=key.id, request=f"r{i}"), budget)
+            return True
+        except BudgetExceededError:
+            return False
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(charge, range(50)))
+    charged = sum(1 + i % 2 for i, ok in enumerate(results) if ok)
+    images, _ = ledger.spent(key.id, period_of("day", time.time()))
+    assert images == charged
+    assert 36 <= charged <= 37  # filled to the limit (a 2-image request may not fit the last slot)
+    with db.session() as session:
+        rows = session.scalars(select(UsageRecord)).all()
+    assert len(rows) == sum(results)
+    assert all(r.status == 0 for r in rows)
+
+
+def test_budget_refusal_names_the_budget_and_settle_refunds_undelivered(db: Database) -> None:
+    ledger = Ledger(db)
+    key, _ = KeyStore(db).create(KeySpec(budget_images=4, budget_megapixels=0.2))
+    budget = Budget.of(key)
+    charge = ledger.charge(entry(n=3, key=key.id), budget)
+    with pytest.raises(BudgetExceededError) as refused:
+        ledger.charge(entry(n=2, key=key.id), budget)
+    error = refused.value
+    assert error.status == 429
+    assert error.code == "insufficient_quota"
+    assert error.type == "insufficient_quota"
+    assert "3 of 4 images" in error.message
+    assert error.headers["x-should-retry"] == "false"
+    ledger.settle(charge, 500, 12, images=1)  # two images were never delivered: refunded
+    images, pixels = ledger.spent(key.id, charge.period or "")
+    assert (images, pixels) == (1, 256 * 256)
+    with db.session() as session:
+        row = session.get(UsageRecord, charge.record_id)
+        assert row is not None
+        assert (row.status, row.images, row.latency_ms) == (500, 1, 12)
+
+
+def test_images_usage_buckets_and_groups(db: Database) -> None:
+    ledger = Ledger(db)
+    for i, (model, n, status) in enumerate([("a", 2, 200), ("a", 1, 200), ("b", 4, 200), ("b", 1, 429)]):
+        if status == 200:
+            ledger.settle(ledger.charge(entry(n=n, model=model, key="k1", request=str(i)), None), 200, 5, n)
+        else:
+            ledger.record(entry(n=n, model=model, key="k2"), status)
+    with db.session() as session:  # move the first row a day back
+        session.execute(
+            text("UPDATE usage_records SET created_at = created_at - 86400 WHERE request_id = '0'")
+        )
+    day = int(time.time()) // 86400 * 86400
+    page = ledger.images_usage(day - 86400, day + 86400, "1d", ["model"])
+    assert page["object"] == "page"
+    assert [b["start_time"] for b in page["data"]] == [day - 86400, day]
+    yesterday, today = page["data"]
+    assert [(r["model"], r["images"], r["num_model_requests"]) for r in yesterday["results"]] == [("a", 2, 1)]
+    got = sorted(
+        (r["model"], r["images"], r["num_model_requests"], r["refused_requests"]) for r in today["results"]
+    )
+    assert got == [("a", 1, 1, 0), ("b", 4, 1, 1)]
+    assert today["results"][0]["object"] == "organization.usage.images.result"
+    by_source = ledger.images_usage(day, day + 86400, "1d", ["source", "api_key_id"])
+    assert {(r["source"], r["api_key_id"]) for r in by_source["data"][0]["results"]} == {
+        ("image.generation", "k1"),
+        ("image.generation", "k2"),
+    }
+    paged = ledger.images_usage(day - 86400, day + 86400, "1d", [], limit=1)
+    assert paged["has_more"]
+    assert paged["next_page"] == str(day)
