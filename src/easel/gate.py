@@ -17,7 +17,7 @@ from .moderation import Moderator, blocked
 from .profiles import Plan
 from .ratelimit import Allowance, RateLimiter
 
-UNLIMITED = Allowance(None, None)
+NO_LIMITS = Allowance(None, None)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Gate:
         ledger: Ledger,
         moderator: Moderator,
         metrics: Metrics,
-        default: Allowance = UNLIMITED,
+        default: Allowance = NO_LIMITS,
     ) -> None:
         self.limiter = limiter
         self.ledger = ledger

@@ -91,22 +91,15 @@ class KeyStore:
     def create(self, spec: KeySpec) -> tuple[KeyInfo, str]:
         """A new key and its secret; the secret is returned here and never again."""
         secret = _new_secret()
+        limits = asdict(spec)  # the spec's fields are the row's columns
+        limits["models"] = list(spec.models) if spec.models is not None else None
         row = ApiKey(
             id=f"key_{secrets.token_hex(12)}",
             digest=digest(secret).hex(),
             hint=mask(secret),
-            name=spec.name,
-            admin=spec.admin,
-            models=list(spec.models) if spec.models is not None else None,
-            org=spec.org,
-            project=spec.project,
-            rpm=spec.rpm,
-            ipm=spec.ipm,
-            budget_images=spec.budget_images,
-            budget_megapixels=spec.budget_megapixels,
-            budget_period=spec.budget_period,
             created_at=int(time.time()),
             revoked_at=None,
+            **limits,
         )
         with self.db.session() as session:
             session.add(row)
