@@ -108,12 +108,16 @@ def plot(rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+STORES = ("sqlite", "postgresql", "postgresql+redis")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="Folder for governance.json and .png.")
     parser.add_argument("--total", type=int, default=300, help="Requests per round.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--stores", nargs="+", default=list(STORES), choices=list(STORES))
     args = parser.parse_args()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -127,6 +131,8 @@ def main() -> None:
                 ("postgresql+redis", postgres.database(), postgres.database(), redis.url),
             ]
             for store, off_db, on_db, limits in stores:
+                if store not in args.stores:
+                    continue
                 (tmp / store).mkdir()
                 rows += measure(store, off_db, on_db, limits, tmp / store, args.concurrency, args.total,
                                 args.rounds)  # fmt: skip

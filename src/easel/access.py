@@ -25,6 +25,8 @@ class Caller:
     #: The id usage is recorded under: a managed key's id, `static_…` for a static key, or None.
     key_id: str | None = None
     key: KeyInfo | None = None
+    #: A managed key's secret digest: the gate confirms the key is still live when it charges.
+    digest: str | None = None
     org: str | None = None
     project: str | None = None
 
@@ -51,13 +53,12 @@ class Authenticator:
         self.admins = admins
         self.store = store
 
-    async def caller(self, authorization: str, org: str | None, project: str | None, client: str) -> Caller:
+    async def caller(
+        self, authorization: str, org: str | None, project: str | None, client: str, *, cached: bool = False
+    ) -> Caller:
+        """The caller; with `cached`, a managed key may come from the store's memory, and then the
+        gate's charge is what refuses it if it has been revoked or rotated since."""
         presented = _bearer(authorization)
-        if presented is not None and self.static.check(presented):
-            return Caller(owner=_owner(presented), key_id=f"static_{digest(presented).hex()[:12]}",
-                          org=org, project=project)  # fmt: skip
-        if presented is not None and self.admins.check(presented):
-            raise _admin_only()
         if presented is None:
             known = self.store.known_any_keys()
             required = self.static.enabled or (
@@ -66,18 +67,29 @@ class Authenticator:
             if required:
                 raise errors.AuthenticationError(MISSING_KEY)
             return Caller(owner=client, org=org, project=project)
-        key, required = await anyio.to_thread.run_sync(self.store.find, presented)
+        probe = digest(presented).hex()
+        if self.static.check(presented):
+            return Caller(owner=probe[:16], key_id=f"static_{probe[:12]}", org=org, project=project)
+        if self.admins.check(presented):
+            raise _admin_only()
+        key, required = (self.store.cached(probe) if cached else None), True
+        if key is None:
+            key, required = await anyio.to_thread.run_sync(self.store.lookup, probe)
         if key is not None and key.active:
             if key.admin:
                 raise _admin_only()
             _check_binding(key, org, project)
-            return Caller(owner=_owner(presented), key_id=key.id, key=key,
+            return Caller(owner=probe[:16], key_id=key.id, key=key, digest=probe,
                           org=org or key.org, project=project or key.project)  # fmt: skip
         if self.static.enabled or required:
-            raise errors.AuthenticationError(
-                f"Incorrect API key provided: {mask(presented)}.", code="invalid_api_key"
-            )
+            raise _incorrect(mask(presented))
         return Caller(owner=client, org=org, project=project)
+
+    def stale(self, caller: Caller) -> errors.APIError:
+        """The 401 for a remembered key that the database says was revoked or rotated since."""
+        if caller.digest is not None:
+            self.store.forget(caller.digest)
+        return _incorrect(caller.key.hint if caller.key else "")
 
     async def admin(self, authorization: str) -> str:
         """The admin's id (a managed admin key's id, or `static_admin`); 401 or 403 otherwise."""
@@ -94,19 +106,17 @@ class Authenticator:
                 "This endpoint needs an admin key; the key you provided may only call the image API.",
                 code="admin_key_required",
             )
-        raise errors.AuthenticationError(
-            f"Incorrect API key provided: {mask(presented)}.", code="invalid_api_key"
-        )
+        raise _incorrect(mask(presented))
+
+
+def _incorrect(hint: str) -> errors.APIError:
+    return errors.AuthenticationError(f"Incorrect API key provided: {hint}.", code="invalid_api_key")
 
 
 def _bearer(header: str) -> str | None:
     scheme, _, key = header.partition(" ")
     key = key.strip()
     return key if scheme.lower() == "bearer" and key else None
-
-
-def _owner(key: str) -> str:
-    return digest(key).hex()[:16]
 
 
 def _admin_only() -> errors.APIError:

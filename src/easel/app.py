@@ -51,7 +51,9 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
     metrics = Metrics()
     db = Database(settings.database_url or sqlite_url(settings.data_dir))
     db.upgrade()
+    auth = Authenticator(StaticKeys(settings.api_keys), StaticKeys(settings.admin_keys), KeyStore(db))
     gate = Gate(
+        auth,
         RateLimiter(settings.rate_limit_storage, settings.rate_limit_quantum),
         Ledger(db, records=settings.usage_records),
         Moderator(settings.moderation),
@@ -71,7 +73,7 @@ def build_services(settings: Settings, backends: Mapping[str, Backend] | None = 
         ),
         storage=storage,
         db=db,
-        auth=Authenticator(StaticKeys(settings.api_keys), StaticKeys(settings.admin_keys), KeyStore(db)),
+        auth=auth,
         gate=gate,
         remote=RemotePolicy(
             enabled=settings.allow_remote_images,
@@ -97,14 +99,19 @@ def create_app(
         for model in services.service.models.values():
             await anyio.to_thread.run_sync(model.backend.start)
         services.service.start()
-        sweeper = asyncio.create_task(_sweep_forever(services))
+        background = [
+            asyncio.create_task(_sweep_forever(services)),
+            asyncio.create_task(services.gate.flush_forever()),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.service.stop()
+            await services.gate.flush()  # how the last requests ended
             for model in services.service.models.values():
                 await anyio.to_thread.run_sync(model.backend.close)
             await services.storage.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -19,6 +21,8 @@ from .keys import digest, mask
 PREFIX = "sk-easel-"
 KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 FIND = select(KEYS).where(KEYS.c.digest == bindparam("digest"))  # built once: it runs per request
+#: A key is live while its secret is current and it is not revoked (the gate confirms this).
+LIVE = select(KEYS.c.id).where(KEYS.c.digest == bindparam("d"), KEYS.c.revoked_at.is_(None))
 Period = Literal["day", "month", "total"]
 PERIODS: tuple[Period, ...] = ("day", "month", "total")
 
@@ -81,12 +85,18 @@ class KeyStore:
 
     #: How long "no image key exists" is believed before the database is asked again.
     NO_KEYS_TTL = 1.0
+    #: How many live image keys `cached` remembers (least recently used go first).
+    CACHE_SIZE = 10_000
 
     def __init__(self, db: Database) -> None:
         self.db = db
         # Keys are revoked, never deleted: once one exists, image requests need a key for good.
         self._keys_seen = False
         self._no_keys_until = 0.0
+        # A key's row never changes but for its revocation or rotation, which the gate confirms
+        # against the database in the statement that charges the request.
+        self._cache: OrderedDict[str, KeyInfo] = OrderedDict()
+        self._lock = threading.Lock()
 
     def create(self, spec: KeySpec) -> tuple[KeyInfo, str]:
         """A new key and its secret; the secret is returned here and never again."""
@@ -119,12 +129,14 @@ class KeyStore:
             return _info(self._row(session, key_id))
 
     def revoke(self, key_id: str) -> KeyInfo:
-        """Revoked at once for every process sharing the database: each request looks its key up."""
+        """Revoked at once for every process sharing the database: every request's charge
+        confirms its key is live."""
         with self.db.session() as session:
             row = self._row(session, key_id)
             if row.revoked_at is None:
                 row.revoked_at = int(time.time())
-            return _info(row)
+        self._forget_id(key_id)
+        return _info(row)
 
     def rotate(self, key_id: str) -> tuple[KeyInfo, str]:
         """A new secret for the same key (limits, budget and usage carry on); the old one stops."""
@@ -135,18 +147,45 @@ class KeyStore:
                 raise KeyNotFoundError(f"key {key_id} is revoked; create a new one instead")
             row.digest = digest(secret).hex()
             row.hint = mask(secret)
-            return _info(row), secret
+        self._forget_id(key_id)
+        return _info(row), secret
 
     def find(self, presented: str) -> tuple[KeyInfo | None, bool]:
         """The key whose secret this is (revoked or not), and whether image requests need a key."""
-        probe = digest(presented).hex()
-        with self.db.transaction() as conn:  # Core, not the ORM: this runs on every request
+        return self.lookup(digest(presented).hex())
+
+    def lookup(self, probe: str) -> tuple[KeyInfo | None, bool]:
+        """`find` by the secret's hex digest; a live image key is remembered for `cached`."""
+        with self.db.statements() as conn:  # Core, not the ORM: this runs on every request
             row = conn.execute(FIND, {"digest": probe}).first()
             found = _info(row) if row is not None and hmac.compare_digest(row.digest, probe) else None
             if found is not None and found.active and not found.admin:
                 self._keys_seen = True
+                with self._lock:
+                    self._cache[probe] = found
+                    if len(self._cache) > self.CACHE_SIZE:
+                        self._cache.popitem(last=False)
                 return found, True
             return found, self._any_keys(conn)
+
+    def cached(self, probe: str) -> KeyInfo | None:
+        """The live image key with this digest as last looked up here, if remembered. It may
+        since have been revoked or rotated: whoever uses it must confirm it (see `LIVE`)."""
+        with self._lock:
+            found = self._cache.get(probe)
+            if found is not None:
+                self._cache.move_to_end(probe)
+            return found
+
+    def forget(self, probe: str) -> None:
+        """Drop a remembered key (found revoked or rotated)."""
+        with self._lock:
+            self._cache.pop(probe, None)
+
+    def _forget_id(self, key_id: str) -> None:
+        with self._lock:
+            for probe in [p for p, info in self._cache.items() if info.id == key_id]:
+                del self._cache[probe]
 
     def any_keys(self) -> bool:
         """Whether image requests need a key: some image key was ever created. Revoking the last
@@ -154,7 +193,7 @@ class KeyStore:
         known = self.known_any_keys()
         if known is not None:
             return known
-        with self.db.transaction() as conn:
+        with self.db.statements() as conn:
             return self._any_keys(conn)
 
     def known_any_keys(self) -> bool | None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, case, exists, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
 from . import errors
 from .db import Database
 from .db.schema import BudgetUse, UsageRecord
-from .keystore import KeyInfo, Period
+from .keystore import LIVE, KeyInfo, Period
 
 USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
 BUDGET: Table = BudgetUse.__table__  # type: ignore[assignment]
@@ -109,6 +110,29 @@ class Charge:
         return self.record_id is not None or self.period is not None
 
 
+@dataclass(frozen=True)
+class Closing:
+    """How a charged request ended: its status, latency and the images it delivered."""
+
+    charge: Charge
+    status: int
+    latency_ms: int
+    images: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused before any work, and the moderation categories that refused it."""
+
+    entry: Entry
+    status: int
+    moderation: tuple[str, ...] = ()
+
+
+class StaleKeyError(LookupError):
+    """The key to charge was revoked or rotated after its caller looked it up."""
+
+
 class BudgetExceededError(errors.APIError):
     """429 insufficient_quota; the SDKs are told not to retry, since waiting seconds won't help."""
 
@@ -137,43 +161,69 @@ class Ledger:
         self.db = db
         self.records = records
 
-    def charge(self, entry: Entry, budget: Budget | None) -> Charge:
-        """Charge the budget (never past it, however many requests race) and open the usage row."""
-        if budget is None and not self.records:
+    def charge(self, entry: Entry, budget: Budget | None, key_digest: str | None = None) -> Charge:
+        """Charge the budget (never past it, however many requests race) and open the usage row.
+
+        With `key_digest`, the key is first confirmed live in the same transaction (StaleKeyError).
+        On PostgreSQL the usual case is one statement, so one round trip; when it charges
+        nothing, the general path below runs and says why.
+        """
+        if budget is None and not self.records and key_digest is None:
             return Charge(entry, None, None, None)
         now = time.time()
         period = period_of(budget.period, now) if budget else None
+        params = self._params(entry, budget, period, now, key_digest)
+        if self.db.dialect == "postgresql":
+            statement = _one_statement(key_digest is not None, budget is not None, self.records)
+            with self.db.statements() as conn:
+                row = conn.execute(statement, params).first()
+            if row is not None:
+                return Charge(entry, int(row[0]) if self.records else None, params["k"], period)
         with self.db.transaction() as conn:
+            if key_digest is not None and conn.execute(LIVE, params).first() is None:
+                raise StaleKeyError(entry.api_key_id)
             if budget is not None and period is not None:
-                self._spend(conn, budget, period, entry)
+                self._spend(conn, budget, period, entry, params)
             record_id = None
             if self.records:
-                record_id = self._insert(conn, entry, status=0, now=now, charged=period)
-        return Charge(entry, record_id, budget.key_id if budget else None, period)
+                inserted = conn.execute(OPEN_ROW, _row(entry, status=0, now=now, charged=period))
+                record_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+        return Charge(entry, record_id, params["k"], period)
 
     def settle(self, charge: Charge, status: int, latency_ms: int, images: int) -> None:
-        """Close the usage row; images not delivered go back to the budget in the same transaction."""
-        if not charge.open:
-            return
-        entry = charge.entry
-        share = entry.pixels // max(1, entry.n)
-        with self.db.transaction() as conn:
-            if charge.record_id is not None:
-                closing = {"row": charge.record_id, "st": status, "ms": latency_ms, "im": images,
-                           "pxs": share * images}  # fmt: skip
-                conn.execute(CLOSE_ROW, closing)
-            unused = entry.n - images
-            if charge.period is not None and unused > 0:
-                refund = {"k": charge.key_id, "p": charge.period, "n": unused, "px": share * unused}
-                conn.execute(REFUND, refund)
+        """Close one usage row now; see `write`."""
+        self.write([Closing(charge, status, latency_ms, images)], ())
 
     def record(self, entry: Entry, status: int, *, moderation: Sequence[str] = ()) -> None:
-        """A usage row for a request refused before any work (moderation, rate limit, budget)."""
+        """A usage row for a request refused before any work, written now; see `write`."""
+        self.write((), [Refusal(entry, status, tuple(moderation))])
+
+    def write(self, closings: Sequence[Closing], refusals: Sequence[Refusal]) -> None:
+        """In one transaction: close usage rows, giving back to the budget the images they did
+        not deliver, and add the rows of refused requests (moderation, rate limit, budget)."""
+        closed, refunds = [], []
+        for closing in closings:
+            charge, images = closing.charge, closing.images
+            share = charge.entry.pixels // max(1, charge.entry.n)
+            if charge.record_id is not None:
+                closed.append({"row": charge.record_id, "st": closing.status, "ms": closing.latency_ms,
+                               "im": images, "pxs": share * images})  # fmt: skip
+            unused = charge.entry.n - images
+            if charge.period is not None and unused > 0:
+                refunds.append({"k": charge.key_id, "p": charge.period, "n": unused, "px": share * unused})
+        now = time.time()
+        rows = [
+            _row(r.entry, status=r.status, now=now, charged=None, refused=",".join(r.moderation) or None)
+            for r in refusals
+        ]
         if not self.records:
+            closed = rows = []
+        if not (closed or refunds or rows):
             return
         with self.db.transaction() as conn:
-            self._insert(conn, entry, status=status, now=time.time(), charged=None,
-                         refused=",".join(moderation) or None)  # fmt: skip
+            for statement, params in ((CLOSE_ROW, closed), (REFUND, refunds), (OPEN_ROW, rows)):
+                if params:
+                    conn.execute(statement, params)
 
     def spent(self, key_id: str, period: str) -> tuple[int, int]:
         """Images and pixels a key has spent in a period."""
@@ -181,14 +231,27 @@ class Ledger:
             row = conn.execute(SPENT, {"k": key_id, "p": period}).first()
             return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def _spend(self, conn: Connection, budget: Budget, period: str, entry: Entry) -> None:
+    def _params(
+        self, entry: Entry, budget: Budget | None, period: str | None, now: float, key_digest: str | None
+    ) -> dict[str, Any]:
+        """The bound values of every charging statement: the key to confirm (`d`), the budget
+        (`k`, `p`, amounts and bounds) and the pending usage row (`u_` and its columns)."""
+        params: dict[str, Any] = {
+            "d": key_digest, "k": budget.key_id if budget else None, "p": period,
+            "n": entry.n, "px": entry.pixels,
+            "max_n": UNLIMITED if budget is None or budget.images is None else budget.images,
+            "max_px": UNLIMITED if budget is None or budget.pixels is None else budget.pixels,
+        }  # fmt: skip
+        if self.records:
+            row = _row(entry, status=0, now=now, charged=period)
+            params.update({f"u_{name}": value for name, value in row.items()})
+        return params
+
+    def _spend(
+        self, conn: Connection, budget: Budget, period: str, entry: Entry, spend: dict[str, Any]
+    ) -> None:
         # One conditional UPDATE: the database serialises racing charges on the row, and each
         # re-checks the condition against the committed total, so nobody overshoots.
-        spend = {
-            "k": budget.key_id, "p": period, "n": entry.n, "px": entry.pixels,
-            "max_n": UNLIMITED if budget.images is None else budget.images,
-            "max_px": UNLIMITED if budget.pixels is None else budget.pixels,
-        }  # fmt: skip
         if conn.execute(SPEND, spend).rowcount == 1:
             return
         used = conn.execute(SPENT, spend).first()
@@ -211,28 +274,6 @@ class Ledger:
             f"{span}, and this request needs {entry.n} images ({entry.pixels / 1e6:.2f} megapixels). "
             "Ask the operator to raise the budget, or wait for the next period."
         )
-
-    @staticmethod
-    def _insert(
-        conn: Connection,
-        entry: Entry,
-        *,
-        status: int,
-        now: float,
-        charged: str | None,
-        refused: str | None = None,
-    ) -> int:
-        """A usage row: pending (status 0) when charged, else a refusal that cost nothing."""
-        pending = status == 0
-        row = asdict(entry)  # its fields are the row's columns
-        row.update(created_at=int(now), status=status, latency_ms=None if pending else 0, images=0,
-                   moderation=refused, charged_period=charged)  # fmt: skip
-        if not pending:  # a refusal rendered nothing
-            row.update(pixels=0, output_tokens=0)
-        result = conn.execute(OPEN_ROW, row)
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
 
     def images_usage(
         self,
@@ -290,6 +331,44 @@ class Ledger:
             at += width
         more = stop < end
         return {"object": "page", "data": buckets, "has_more": more, "next_page": str(stop) if more else None}
+
+
+def _row(
+    entry: Entry, *, status: int, now: float, charged: str | None, refused: str | None = None
+) -> dict[str, Any]:
+    """A usage row: pending (status 0) when charged, else a refusal that cost nothing."""
+    pending = status == 0
+    row = asdict(entry)  # its fields are the row's columns
+    row.update(created_at=int(now), status=status, latency_ms=None if pending else 0, images=0,
+               moderation=refused, charged_period=charged)  # fmt: skip
+    if not pending:  # a refusal rendered nothing
+        row.update(pixels=0, output_tokens=0)
+    return row
+
+
+@functools.cache
+def _one_statement(confirm: bool, spend: bool, record: bool) -> Executable:
+    """PostgreSQL's charge in one statement: confirm the key, take the budget, insert the pending
+    row, each step only if the ones before succeeded. It returns a row only if all did.
+
+    Data-modifying CTEs run once and to completion, and the conditional UPDATE re-checks its
+    bounds after waiting on a racing charge, so this never overshoots either.
+    """
+    ctes = []
+    conditions = []
+    if confirm:
+        live = LIVE.cte("live")
+        ctes.append(live)
+        conditions.append(exists(live.select()))
+    if spend:
+        spent = SPEND.where(*conditions).returning(BUDGET.c.key_id).cte("spent")
+        ctes.append(spent)
+        conditions.append(exists(spent.select()))
+    if not record:
+        return select(literal(1)).where(*conditions).add_cte(*ctes)
+    columns = [c for c in USAGE.c if not c.primary_key]
+    values = select(*[bindparam(f"u_{c.name}", type_=c.type) for c in columns]).where(*conditions)
+    return insert(USAGE).from_select([c.name for c in columns], values).returning(USAGE.c.id).add_cte(*ctes)
 
 
 def _insert_ignore(dialect: str) -> Any:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from . import errors
 
+T = TypeVar("T")
 Kind = Literal["requests", "images"]
 UNIT = {"requests": ("requests", "RPM"), "images": ("images", "IPM")}
 
@@ -29,16 +32,22 @@ class RateLimiter:
     """
 
     def __init__(self, url: str = "memory://", quantum: Literal["minute", "second"] = "minute") -> None:
-        from limits.aio.strategies import MovingWindowRateLimiter
+        from limits import aio, strategies
         from limits.storage import storage_from_string
 
         options: dict[str, str | bool] = {"wrap_exceptions": True}
+        self.url = url
+        self.quantum = quantum
+        # In process, the synchronous storage is called on the event loop: each call takes
+        # microseconds, while the asynchronous one hops to a thread to expire old entries after
+        # every hit, which cost as much as the rest of the request's governance.
+        self.strategy: strategies.MovingWindowRateLimiter | aio.strategies.MovingWindowRateLimiter
+        if url.startswith("memory://"):
+            self.strategy = strategies.MovingWindowRateLimiter(storage_from_string(url, **options))
+            return
         if url.split(":", 1)[0] in ("redis", "rediss", "redis+unix"):
             options["implementation"] = "redispy"
-        self.url = url
-        self.storage = storage_from_string(f"async+{url}", **options)
-        self.strategy = MovingWindowRateLimiter(self.storage)
-        self.quantum = quantum
+        self.strategy = aio.strategies.MovingWindowRateLimiter(storage_from_string(f"async+{url}", **options))
 
     async def admit(self, subject: str, model: str, allowance: Allowance, images: int) -> dict[str, str]:
         """Take one request and `images` images; the `x-ratelimit-*` headers, or a 429."""
@@ -58,8 +67,8 @@ class RateLimiter:
             else RateLimitItemPerMinute(per_minute)
         )
         try:
-            allowed = await self.strategy.hit(item, kind, subject, model, cost=cost)
-            stats = await self.strategy.get_window_stats(item, kind, subject, model)
+            allowed = await _settled(self.strategy.hit(item, kind, subject, model, cost=cost))
+            stats = await _settled(self.strategy.get_window_stats(item, kind, subject, model))
         except StorageError as exc:
             raise errors.ServiceUnavailableError(
                 "The rate limiter's storage could not be reached; please retry shortly.",
@@ -82,6 +91,11 @@ class RateLimiter:
             code="rate_limit_exceeded",
             headers={**headers, **_retry(wait)},
         )
+
+
+async def _settled(value: T | Awaitable[T]) -> T:
+    """The value of a call to either kind of `limits` strategy."""
+    return await value if inspect.isawaitable(value) else value
 
 
 def _retry(wait: float) -> dict[str, str]:

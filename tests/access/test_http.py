@@ -16,7 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from easel.app import create_app
 from easel.backends.placeholder import PlaceholderBackend
+from easel.db import Database
+from easel.db.database import sqlite_url
 from easel.jobs import Job
+from easel.keystore import KeyStore
 from easel.settings import ModelSpec, Settings
 
 ADMIN = {"authorization": "Bearer sk-admin-one"}
@@ -84,6 +87,30 @@ def test_admin_key_lifecycle_over_http(http: TestClient) -> None:
     assert wrong.json()["error"]["code"] == "invalid_api_key"
     assert rotated["secret"] not in wrong.text  # masked
     assert http.get("/admin/keys/key_nope", headers=ADMIN).status_code == 404
+
+
+def test_a_key_revoked_by_another_process_is_refused_by_the_charge(
+    http: TestClient, settings: Settings
+) -> None:
+    created = new_key(http, name="app")
+    secret, hint = created["secret"], created["hint"]
+    assert http.post("/v1/images/generations", json=GENERATE, headers=bearer(secret)).status_code == 200
+    # Another process revokes it: this one still remembers the key, so the gate's charge must
+    # catch it. Nothing is rendered, charged or recorded for it.
+    elsewhere = Database(sqlite_url(settings.data_dir))
+    KeyStore(elsewhere).revoke(created["id"])
+    elsewhere.close()
+    refused = http.post("/v1/images/generations", json=GENERATE, headers=bearer(secret))
+    assert refused.status_code == 401
+    assert refused.json()["error"] == {
+        "message": f"Incorrect API key provided: {hint}.", "type": "invalid_request_error",
+        "param": None, "code": "invalid_api_key",
+    }  # fmt: skip
+    # Forgotten: the next request is refused before its body is even read.
+    assert http.post("/v1/images/generations", json={}, headers=bearer(secret)).status_code == 401
+    assert http.get("/v1/models", headers=bearer(secret)).status_code == 401  # always looked up
+    usage = http.get("/v1/organization/usage/images", params={"start_time": TODAY}, headers=ADMIN).json()
+    assert sum(r["num_model_requests"] for b in usage["data"] for r in b["results"]) == 1
 
 
 def test_scopes_are_separate(http: TestClient) -> None:

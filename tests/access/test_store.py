@@ -5,16 +5,20 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import Engine
 
 from easel.db import Database
 from easel.db.schema import Base, UsageRecord
+from easel.keys import digest
 from easel.keystore import KeySpec, KeyStore
-from easel.ledger import Budget, BudgetExceededError, Entry, Ledger, period_of
+from easel.ledger import Budget, BudgetExceededError, Entry, Ledger, StaleKeyError, period_of
+from tests.backing import Postgres
 
 
 def entry(n: int = 1, key: str | None = None, model: str = "gpt-image-1", request: str = "req") -> Entry:
@@ -80,14 +84,15 @@ def test_admin_keys_do_not_turn_image_auth_on(db: Database) -> None:
 
 def test_fifty_racing_charges_never_overshoot_the_budget(db: Database) -> None:
     ledger = Ledger(db)
-    key, _ = KeyStore(db).create(KeySpec(budget_images=37, budget_period="day"))
+    key, secret = KeyStore(db).create(KeySpec(budget_images=37, budget_period="day"))
     budget = Budget.of(key)
+    live = digest(secret).hex()  # each charge confirms the key too, as the gate's do
     start = threading.Barrier(50)
 
     def charge(i: int) -> bool:
         start.wait()
         try:
-            ledger.charge(entry(n=1 + i % 2, key=key.id, request=f"r{i}"), budget)
+            ledger.charge(entry(n=1 + i % 2, key=key.id, request=f"r{i}"), budget, live)
             return True
         except BudgetExceededError:
             return False
@@ -102,6 +107,74 @@ def test_fifty_racing_charges_never_overshoot_the_budget(db: Database) -> None:
         rows = session.scalars(select(UsageRecord)).all()
     assert len(rows) == sum(results)
     assert all(r.status == 0 for r in rows)
+
+
+@pytest.mark.parametrize("records", [True, False], ids=["records", "no-records"])
+@pytest.mark.parametrize("budgeted", [True, False], ids=["budget", "no-budget"])
+def test_a_charge_confirms_its_key_is_live(db: Database, records: bool, budgeted: bool) -> None:
+    store, ledger = KeyStore(db), Ledger(db, records=records)
+    key, secret = store.create(KeySpec(budget_images=10 if budgeted else None, budget_period="total"))
+    budget = Budget.of(key)
+
+    def rows() -> int:
+        with db.session() as session:
+            return len(session.scalars(select(UsageRecord)).all())
+
+    first = ledger.charge(entry(n=2, key=key.id), budget, digest(secret).hex())
+    assert (first.record_id is not None) == records
+    _, new_secret = store.rotate(key.id)
+    with pytest.raises(StaleKeyError):  # the old secret, remembered by some process
+        ledger.charge(entry(n=2, key=key.id), budget, digest(secret).hex())
+    ledger.charge(entry(n=2, key=key.id), budget, digest(new_secret).hex())
+    store.revoke(key.id)
+    with pytest.raises(StaleKeyError):
+        ledger.charge(entry(n=2, key=key.id), budget, digest(new_secret).hex())
+    # The refused charges took nothing and wrote nothing.
+    assert ledger.spent(key.id, "total") == ((4, 2 * 2 * 256 * 256) if budgeted else (0, 0))
+    assert rows() == (2 if records else 0)
+
+
+def test_on_postgresql_a_charge_and_a_settle_are_one_statement_each(postgres: Postgres) -> None:
+    db = Database(postgres.database())
+    db.upgrade()
+    store, ledger = KeyStore(db), Ledger(db)
+    key, secret = store.create(KeySpec(budget_images=10, budget_period="total"))
+    live, budget = digest(secret).hex(), Budget.of(key)
+    ledger.charge(entry(key=key.id), budget, live)  # the first charge opens the budget's row
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        charge = ledger.charge(entry(key=key.id), budget, live)
+        assert len(sent) == 1
+        ledger.settle(charge, 200, 5, 1)
+        assert len(sent) == 2
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert ledger.spent(key.id, "total")[0] == 2
+    db.close()
+
+
+def test_live_keys_are_remembered_and_forgotten_on_revocation(db: Database) -> None:
+    store, elsewhere = KeyStore(db), KeyStore(db)  # two processes' stores on one database
+    key, secret = store.create(KeySpec(name="app"))
+    probe = digest(secret).hex()
+    assert store.cached(probe) is None
+    found, _ = store.lookup(probe)
+    assert store.cached(probe) == found
+    elsewhere.revoke(key.id)
+    assert store.cached(probe) == found  # the gate's confirmation is what catches this one
+    store.forget(probe)
+    assert store.cached(probe) is None
+    assert store.lookup(probe)[0] is not None
+    assert store.cached(probe) is None  # revoked keys are not remembered
+    other, other_secret = store.create(KeySpec(name="other"))
+    store.lookup(digest(other_secret).hex())
+    store.revoke(other.id)  # revoked here: forgotten here at once
+    assert store.cached(digest(other_secret).hex()) is None
 
 
 def test_budget_refusal_names_the_budget_and_settle_refunds_undelivered(db: Database) -> None:

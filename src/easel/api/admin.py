@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,7 +65,7 @@ def rotate_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/v1/organization/usage/images", summary="Images usage in time buckets")
-def images_usage(
+async def images_usage(
     request: Request,
     services: ServicesDep,
     start_time: int | None = None,
@@ -95,7 +96,11 @@ def images_usage(
     for group in groups:
         if group not in GROUPS:
             raise errors.invalid_value("group_by", group, list(GROUPS))
-    return services.gate.ledger.images_usage(start_time, end_time, bucket_width, groups, limit)
+    await services.gate.flush()  # this process's requests that have ended are counted
+    ledger = services.gate.ledger
+    return await anyio.to_thread.run_sync(
+        ledger.images_usage, start_time, end_time, bucket_width, groups, limit
+    )
 
 
 def _found(action: Any) -> Any:

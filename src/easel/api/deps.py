@@ -25,12 +25,23 @@ async def require_key(request: Request, services: ServicesDep) -> None:
 
     The caller's owner id is the request's lane for fair queueing.
     """
+    await _name_caller(request, services, cached=False)
+
+
+async def require_image_key(request: Request, services: ServicesDep) -> None:
+    """`require_key` for routes that pass the gate: a managed key may come from memory, since
+    the gate's charge confirms it is still live in the same statement."""
+    await _name_caller(request, services, cached=True)
+
+
+async def _name_caller(request: Request, services: Services, *, cached: bool) -> None:
     headers = request.headers
     caller = await services.auth.caller(
         headers.get("authorization", ""),
         headers.get("openai-organization"),
         headers.get("openai-project"),
         request.client.host if request.client else "anonymous",
+        cached=cached,
     )
     request.state.caller = caller
     request.state.owner = caller.owner

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from .. import errors
@@ -20,10 +19,10 @@ from ..profiles import Plan
 from ..service import ServedModel, stream_error
 from ..sources import collect
 from . import body as bodies
-from .deps import ServicesDep, base_url, caller, owner, require_key
+from .deps import ServicesDep, base_url, caller, owner, require_image_key
 
 log = logging.getLogger("easel.images")
-router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_key)], tags=["images"])
+router = APIRouter(prefix="/v1/images", dependencies=[Depends(require_image_key)], tags=["images"])
 
 
 @router.post("/generations", operation_id="createImage", summary="Create images from a prompt")
@@ -84,12 +83,12 @@ async def _respond(request: Request, services: ServicesDep, model: ServedModel, 
         try:
             events = services.service.stream(model, plan, owner(request))
         except errors.APIError as exc:
-            await services.gate.settle(admission, exc.status, 0)
+            services.gate.settle(admission, exc.status, 0)
             raise
         return EventSourceResponse(
             _events(request, services, admission, events), sep="\n", ping=15, headers=admission.headers
         )
-    status, images, settled = 500, 0, False
+    status, images = 500, 0
     try:
         work = asyncio.ensure_future(
             services.service.run(model, plan, base_url(request, services), owner(request))
@@ -109,15 +108,10 @@ async def _respond(request: Request, services: ServicesDep, model: ServedModel, 
             status = exc.status
             exc.headers = {**admission.headers, **exc.headers}
             raise
-        # Settled once the answer has gone: the usage row's closing is not the client's wait.
-        settled = True
-        close = BackgroundTask(services.gate.settle, admission, 200, len(body["data"]))
-        return Response(
-            orjson.dumps(body), media_type="application/json", headers=admission.headers, background=close
-        )
+        status, images = 200, len(body["data"])
+        return Response(orjson.dumps(body), media_type="application/json", headers=admission.headers)
     finally:
-        if not settled:
-            await services.gate.settle(admission, status, images)
+        services.gate.settle(admission, status, images)
 
 
 async def _disconnected(request: Request) -> None:
@@ -156,7 +150,7 @@ async def _events(
             )
             yield _event("error", stream_error(message))
     finally:
-        await services.gate.settle(admission, status, images)
+        services.gate.settle(admission, status, images)
 
 
 def _event(kind: str, data: dict[str, Any]) -> ServerSentEvent:

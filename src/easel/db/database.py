@@ -39,10 +39,18 @@ class Database:
         else:
             # No pre-ping: it costs a round trip per transaction. A connection the server dropped
             # fails one transaction and the pool reconnects; recycling keeps them fresh.
-            options.update(pool_size=10, max_overflow=40, pool_recycle=1800)
+            # Transactions are the rarer path (see `statements`): most of the pool is there.
+            options.update(pool_size=4, max_overflow=16, pool_recycle=1800)
         self.engine: Engine = create_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._autocommit = self.engine
+        else:
+            # A transaction costs a round trip to BEGIN and one to COMMIT around its statements;
+            # a statement that commits on its own costs one. Its pool is separate: switching a
+            # pooled connection between the modes cost 0.05 ms a checkout.
+            options.update(pool_size=10, max_overflow=30)
+            self._autocommit = create_engine(url, isolation_level="AUTOCOMMIT", **options)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._upgraded = False
         self._lock = threading.Lock()
@@ -81,6 +89,14 @@ class Database:
             yield connection
 
     @contextmanager
+    def statements(self) -> Iterator[Connection]:
+        """A connection on which each statement commits on its own: one round trip apiece on a
+        server. SQLite, which has no round trips to save, gets a transaction."""
+        self.upgrade()
+        with self._autocommit.begin() as connection:
+            yield connection
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends (rolls back on error)."""
         self.upgrade()
@@ -92,6 +108,7 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        self._autocommit.dispose()
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
