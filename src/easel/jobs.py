@@ -95,3 +95,5 @@ class Rendered:
     image: Image.Image
     seed: int | None = None
     revised_prompt: str | None = None
+    #: Moderation categories the backend's own checker flagged this image in (empty: none).
+    moderation: tuple[str, ...] = ()

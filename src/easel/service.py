@@ -264,7 +264,11 @@ def _runner(model: ServedModel, metrics: Metrics) -> Callable[[Sequence[Slice]],
         try:
             for number, rendered in model.backend.run_batch(parts, on_preview, stop):
                 ticket = batch[number].ticket
-                flagged = () if ticket.stop() else model.backend.moderate_output(ticket.job, rendered.image)
+                flagged = (
+                    ()
+                    if ticket.stop()
+                    else rendered.moderation or model.backend.moderate_output(ticket.job, rendered.image)
+                )
                 if flagged:  # the whole request is refused, as OpenAI does; its other slices stop
                     metrics.refusals.labels(model.id, "moderation").inc()
                     ticket.post(blocked(flagged, "output"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from PIL import Image
 
 from easel.app import create_app
 from easel.backends.base import BackendConfigError
+from easel.backends.diffusion import tiny
 from easel.backends.diffusion.backend import DiffusersBackend
 from easel.backends.diffusion.families import PipelineConfigError, inspect
 from easel.backends.diffusion.loading import pick_dtype
@@ -242,3 +244,59 @@ def test_a_crashing_pipeline_is_a_500_for_that_request_only(sd_app: TestClient) 
     assert "shape mismatch" not in failed.text
     assert failed.json()["error"]["message"].startswith("The server had an error")
     assert sd_app.post("/v1/images/generations", json={"prompt": "x"}).status_code == 200
+
+
+# -- the pipeline's own safety checker ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """An SD folder whose safety checker flags every image, and one whose checker flags none."""
+    root = tmp_path_factory.mktemp("checked")
+    models = [
+        ModelSpec(id=safety, backend="diffusers", sizes=["256x256"],
+                  options={"path": str(tiny.save("sd", root / safety, safety=safety)), **FAST})
+        for safety in ("flags-all", "flags-none")
+    ]  # fmt: skip
+    settings = Settings(data_dir=root / "data", models=models)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_images_the_safety_checker_flags_are_refused_as_output_moderation(checked: TestClient) -> None:
+    http = checked
+    mask = Image.new("RGBA", (256, 256), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (64, 64, 192, 192))
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    calls = {
+        "generation": lambda m: http.post("/v1/images/generations", json={"model": m, "prompt": "a boat"}),
+        "edit (inpainting)": lambda m: http.post(
+            "/v1/images/edits",
+            data={"model": m, "prompt": "a boat"},
+            files={
+                "image": ("i.png", noisy_png(), "image/png"),
+                "mask": ("m.png", buf.getvalue(), "image/png"),
+            },
+        ),
+        "variation": lambda m: http.post(
+            "/v1/images/variations", data={"model": m}, files={"image": ("i.png", noisy_png(), "image/png")}
+        ),
+    }
+    for name, call in calls.items():
+        refused = call("flags-all")
+        assert refused.status_code == 400, name
+        error = refused.json()["error"]
+        assert error["code"] == "moderation_blocked", name
+        assert error["moderation_details"] == {"moderation_stage": "output", "categories": ["sexual"]}
+        served = call("flags-none")
+        assert served.status_code == 200, name
+        image = Image.open(io.BytesIO(base64.b64decode(served.json()["data"][0]["b64_json"])))
+        assert image.getextrema() != ((0, 0), (0, 0), (0, 0)), name  # not blacked out
+        assert "easel.flagged" not in image.info
+    stream = http.post(
+        "/v1/images/generations", json={"model": "flags-all", "prompt": "a boat", "stream": True}
+    )
+    assert stream.status_code == 200
+    assert "event: error" in stream.text
+    assert '"moderation_stage":"output"' in stream.text

@@ -25,6 +25,10 @@ from .previews import Previewer
 
 #: What an inpainting checkpoint starts a generation from; the full mask repaints all of it.
 NEUTRAL = (127, 127, 127)
+#: Where `_call` marks an image the pipeline's safety checker flagged (removed before delivery).
+FLAGGED = "easel.flagged"
+#: Stable Diffusion's safety checker looks for sexual content (its "NSFW concepts").
+SAFETY_CHECKER_CATEGORIES = ("sexual",)
 
 
 class DiffusersBackend(Backend):
@@ -126,7 +130,7 @@ class DiffusersBackend(Backend):
             images = self._render(loaded, job, seeds, _StepHooks(on_preview, stop))
         prompt = None if isinstance(job, VariationJob) else job.prompt
         for image, seed in zip(images, seeds, strict=True):
-            yield Rendered(image=image, seed=seed, revised_prompt=prompt)
+            yield Rendered(image=image, seed=seed, revised_prompt=prompt, moderation=_flagged(image))
 
     # -- batches of several requests -----------------------------------------------------
 
@@ -189,7 +193,7 @@ class DiffusersBackend(Backend):
                 )
         for (number, _), job, image, seed in zip(owners, jobs, images, seeds, strict=True):
             prompt = job.prompt if isinstance(job, GenerateJob) else None
-            yield number, Rendered(image=image, seed=seed, revised_prompt=prompt)
+            yield number, Rendered(image=image, seed=seed, revised_prompt=prompt, moderation=_flagged(image))
 
     def _loaded(self) -> Loaded:
         if self.loaded is None:
@@ -262,7 +266,9 @@ class DiffusersBackend(Backend):
         weight = _seam(area, self.options.mask_blur)
 
         def keep_original(image: Image.Image) -> Image.Image:
-            return Image.composite(image.convert("RGB"), source, weight)
+            kept = Image.composite(image.convert("RGB"), source, weight)
+            kept.info.update(image.info)  # a safety checker's flag stays with the image
+            return kept
 
         out = self._call(
             loaded.inpaint,
@@ -319,8 +325,14 @@ class DiffusersBackend(Backend):
             )
         kwargs["callback_on_step_end"] = hooks.callback(previewer)
         kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
-        images: list[Image.Image] = pipe(**kwargs).images
-        return [_fit(image, (r.width, r.height)).convert("RGB") for image in images]
+        out = pipe(**kwargs)
+        images = [_fit(image, (r.width, r.height)).convert("RGB") for image in out.images]
+        # Stable Diffusion folders may carry their own safety checker: it blacks out what it
+        # flags, and says so. Such an image is refused like any output moderation refusal.
+        for image, flagged in zip(images, getattr(out, "nsfw_content_detected", None) or (), strict=False):
+            if flagged:
+                image.info[FLAGGED] = SAFETY_CHECKER_CATEGORIES
+        return images
 
     def _guidance(self, r: Render) -> float:
         if r.guidance_scale is not None:
@@ -346,6 +358,12 @@ class _StepHooks:
             return kwargs
 
         return on_step
+
+
+def _flagged(image: Image.Image) -> tuple[str, ...]:
+    """The categories `_call` marked the image with, taken off it so no encoder sees them."""
+    flagged: tuple[str, ...] = image.info.pop(FLAGGED, ())
+    return flagged
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:

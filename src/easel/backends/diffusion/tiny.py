@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 TinyFamily = Literal["sd", "sd-inpaint", "sdxl", "flux"]
+#: A tiny SD pipeline's safety checker: none, one that flags every image, or one that flags none.
+Safety = Literal["none", "flags-all", "flags-none"]
 FAMILIES: tuple[TinyFamily, ...] = ("sd", "sd-inpaint", "sdxl", "flux")
 #: The text encoders' width; the denoisers' cross-attention matches it.
 HIDDEN = 32
 
 
-def build(family: TinyFamily, seed: int = 0) -> Any:
+def build(family: TinyFamily, seed: int = 0, safety: Safety = "none") -> Any:
     """A random-weight pipeline of `family` with the real architecture shape, in well under a second.
 
     The VAE keeps the real downscale factor (8) so sizes follow the family's true rules; the
-    tokenizers are character-level so nothing is downloaded.
+    tokenizers are character-level so nothing is downloaded. `safety` gives SD families
+    Stable Diffusion's safety checker (tiny and random, with its thresholds set to decide).
     """
     import torch
 
@@ -25,12 +28,12 @@ def build(family: TinyFamily, seed: int = 0) -> Any:
         return _flux()
     if family == "sdxl":
         return _sdxl()
-    return _sd(inpaint=family == "sd-inpaint")
+    return _sd(inpaint=family == "sd-inpaint", safety=safety)
 
 
-def save(family: TinyFamily, folder: Path, seed: int = 0) -> Path:
+def save(family: TinyFamily, folder: Path, seed: int = 0, safety: Safety = "none") -> Path:
     """Build a tiny pipeline and `save_pretrained` it, so it loads through `from_pretrained`."""
-    build(family, seed).save_pretrained(str(folder))
+    build(family, seed, safety).save_pretrained(str(folder))
     return folder
 
 
@@ -97,7 +100,7 @@ def _euler() -> Any:
     )
 
 
-def _sd(*, inpaint: bool) -> Any:
+def _sd(*, inpaint: bool, safety: Safety = "none") -> Any:
     from diffusers import (
         StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
@@ -123,10 +126,38 @@ def _sd(*, inpaint: bool) -> Any:
         tokenizer=tokenizer,
         unet=unet,
         scheduler=_euler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        safety_checker=None if safety == "none" else _safety_checker(safety == "flags-all"),
+        feature_extractor=None if safety == "none" else _feature_extractor(),
+        requires_safety_checker=safety != "none",
     )
+
+
+def _safety_checker(flags_all: bool) -> Any:
+    """Stable Diffusion's safety checker, tiny. An image is flagged when its embedding's cosine
+    similarity to a concept exceeds that concept's threshold: below -1 every image is, above 1
+    none is."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    vision = {"hidden_size": HIDDEN, "intermediate_size": 37, "num_hidden_layers": 1,
+              "num_attention_heads": 4, "image_size": 32, "patch_size": 8}  # fmt: skip
+    text = {"hidden_size": HIDDEN, "intermediate_size": 37, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "vocab_size": 99}  # fmt: skip
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(text_config=text, vision_config=vision, projection_dim=HIDDEN)
+    )
+    with torch.no_grad():
+        threshold = -2.0 if flags_all else 2.0
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    return checker
+
+
+def _feature_extractor() -> Any:
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
 
 
 def _sdxl() -> Any:
