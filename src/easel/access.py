@@ -10,6 +10,8 @@ from . import errors
 from .keys import StaticKeys, digest, mask
 from .keystore import KeyInfo, KeyStore
 
+#: The longest `OpenAI-Organization` or `OpenAI-Project` value (what a usage row holds).
+MAX_SCOPE = 200
 MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
@@ -58,6 +60,12 @@ class Authenticator:
     ) -> Caller:
         """The caller; with `cached`, a managed key may come from the store's memory, and then the
         gate's charge is what refuses it if it has been revoked or rotated since."""
+        for header, value in (("OpenAI-Organization", org), ("OpenAI-Project", project)):
+            if value is not None and len(value) > MAX_SCOPE:
+                raise errors.BadRequestError(
+                    f"The {header} header is too long: {len(value)} characters, at most {MAX_SCOPE}.",
+                    code="invalid_header",
+                )
         presented = _bearer(authorization)
         if presented is None:
             known = self.store.known_any_keys()

@@ -8,7 +8,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    Executable,
+    String,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from . import errors
@@ -73,6 +85,14 @@ class Entry:
     pixels: int
     input_tokens: int
     output_tokens: int
+
+
+#: The string columns an Entry fills, and their lengths: a longer value is cut to fit.
+LENGTHS: dict[str, int] = {
+    c.name: c.type.length
+    for c in USAGE.c
+    if isinstance(c.type, String) and c.type.length and c.name in Entry.__dataclass_fields__
+}
 
 
 @dataclass(frozen=True)
@@ -172,21 +192,23 @@ class Ledger:
             return Charge(entry, None, None, None)
         now = time.time()
         period = period_of(budget.period, now) if budget else None
-        params = self._params(entry, budget, period, now, key_digest)
+        params = _bounds(entry, budget, period, key_digest)
+        pending = _row(entry, status=0, now=now, charged=period) if self.records else None
         if self.db.dialect == "postgresql":
-            statement = _one_statement(key_digest is not None, budget is not None, self.records)
+            statement = _one_statement(key_digest is not None, budget is not None, pending is not None)
+            columns = {f"u_{name}": value for name, value in (pending or {}).items()}
             with self.db.statements() as conn:
-                row = conn.execute(statement, params).first()
-            if row is not None:
-                return Charge(entry, int(row[0]) if self.records else None, params["k"], period)
+                found = conn.execute(statement, {**params, **columns}).first()
+            if found is not None:
+                return Charge(entry, int(found[0]) if pending else None, params["k"], period)
         with self.db.transaction() as conn:
             if key_digest is not None and conn.execute(LIVE, params).first() is None:
                 raise StaleKeyError(entry.api_key_id)
             if budget is not None and period is not None:
                 self._spend(conn, budget, period, entry, params)
             record_id = None
-            if self.records:
-                inserted = conn.execute(OPEN_ROW, _row(entry, status=0, now=now, charged=period))
+            if pending is not None:
+                inserted = conn.execute(OPEN_ROW, pending)
                 record_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         return Charge(entry, record_id, params["k"], period)
 
@@ -230,22 +252,6 @@ class Ledger:
         with self.db.transaction() as conn:
             row = conn.execute(SPENT, {"k": key_id, "p": period}).first()
             return (int(row[0]), int(row[1])) if row else (0, 0)
-
-    def _params(
-        self, entry: Entry, budget: Budget | None, period: str | None, now: float, key_digest: str | None
-    ) -> dict[str, Any]:
-        """The bound values of every charging statement: the key to confirm (`d`), the budget
-        (`k`, `p`, amounts and bounds) and the pending usage row (`u_` and its columns)."""
-        params: dict[str, Any] = {
-            "d": key_digest, "k": budget.key_id if budget else None, "p": period,
-            "n": entry.n, "px": entry.pixels,
-            "max_n": UNLIMITED if budget is None or budget.images is None else budget.images,
-            "max_px": UNLIMITED if budget is None or budget.pixels is None else budget.pixels,
-        }  # fmt: skip
-        if self.records:
-            row = _row(entry, status=0, now=now, charged=period)
-            params.update({f"u_{name}": value for name, value in row.items()})
-        return params
 
     def _spend(
         self, conn: Connection, budget: Budget, period: str, entry: Entry, spend: dict[str, Any]
@@ -333,12 +339,29 @@ class Ledger:
         return {"object": "page", "data": buckets, "has_more": more, "next_page": str(stop) if more else None}
 
 
+def _bounds(
+    entry: Entry, budget: Budget | None, period: str | None, key_digest: str | None
+) -> dict[str, Any]:
+    """What the charging statements bind besides the pending row: the key to confirm (`d`), the
+    budget (`k`, `p`), the amounts and their bounds. (The one-statement charge also binds the
+    row's columns, each as `u_<column>`.)"""
+    return {
+        "d": key_digest, "k": budget.key_id if budget else None, "p": period,
+        "n": entry.n, "px": entry.pixels,
+        "max_n": UNLIMITED if budget is None or budget.images is None else budget.images,
+        "max_px": UNLIMITED if budget is None or budget.pixels is None else budget.pixels,
+    }  # fmt: skip
+
+
 def _row(
     entry: Entry, *, status: int, now: float, charged: str | None, refused: str | None = None
 ) -> dict[str, Any]:
     """A usage row: pending (status 0) when charged, else a refusal that cost nothing."""
     pending = status == 0
     row = asdict(entry)  # its fields are the row's columns
+    for name, length in LENGTHS.items():  # a value too long for its column must not fail a batch
+        if row[name] is not None and len(row[name]) > length:
+            row[name] = row[name][:length]
     row.update(created_at=int(now), status=status, latency_ms=None if pending else 0, images=0,
                moderation=refused, charged_period=charged)  # fmt: skip
     if not pending:  # a refusal rendered nothing

@@ -151,6 +151,13 @@ def test_model_and_project_bindings(http: TestClient) -> None:
         assert refused.json()["error"]["code"] == code
     matching = {**bearer(secret), "openai-organization": "org-a", "openai-project": "proj-a"}
     assert http.post("/v1/images/generations", json=ok, headers=matching).status_code == 200
+    for header in ("OpenAI-Organization", "OpenAI-Project"):  # longer than a usage row holds
+        long = http.post("/v1/images/generations", json=ok, headers={**bearer(secret), header: "p" * 201})
+        assert long.status_code == 400
+        assert (
+            long.json()["error"]["message"]
+            == f"The {header} header is too long: 201 characters, at most 200."
+        )
 
 
 def test_rate_limit_headers_and_refusal(http: TestClient) -> None:

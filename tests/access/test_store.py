@@ -177,6 +177,17 @@ def test_live_keys_are_remembered_and_forgotten_on_revocation(db: Database) -> N
     assert store.cached(digest(other_secret).hex()) is None
 
 
+def test_values_longer_than_their_columns_are_cut_to_fit(db: Database) -> None:
+    # PostgreSQL refuses an over-long varchar: one such row must not fail a batch of closings.
+    ledger = Ledger(db)
+    long = Entry(**{**entry().__dict__, "project": "p" * 300, "org": "o" * 300})
+    ledger.settle(ledger.charge(long, None), 200, 5, 1)
+    ledger.record(long, 429)
+    with db.session() as session:
+        rows = session.scalars(select(UsageRecord)).all()
+    assert [(len(r.project or ""), len(r.org or "")) for r in rows] == [(200, 200), (200, 200)]
+
+
 def test_budget_refusal_names_the_budget_and_settle_refunds_undelivered(db: Database) -> None:
     ledger = Ledger(db)
     key, _ = KeyStore(db).create(KeySpec(budget_images=4, budget_megapixels=0.2))
