@@ -39,7 +39,7 @@ class Database:
         else:
             # No pre-ping: it costs a round trip per transaction. A connection the server dropped
             # fails one transaction and the pool reconnects; recycling keeps them fresh.
-            # Transactions are the rarer path (see `statements`): most of the pool is there.
+            # Transactions are the rarer path, so this pool is the smaller one (see `statements`).
             options.update(pool_size=4, max_overflow=16, pool_recycle=1800)
         self.engine: Engine = create_engine(url, **options)
         if self.engine.dialect.name == "sqlite":

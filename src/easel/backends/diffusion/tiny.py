@@ -23,6 +23,8 @@ def build(family: TinyFamily, seed: int = 0, safety: Safety = "none") -> Any:
     """
     import torch
 
+    if safety != "none" and family not in ("sd", "sd-inpaint"):
+        raise ValueError(f"only the SD families have a safety checker, not {family!r}")
     torch.manual_seed(seed)
     if family == "flux":
         return _flux()
