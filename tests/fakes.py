@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 from PIL import Image
 
-from easel.backends.base import EXTENSIONS, Backend, Capabilities, StopCheck
-from easel.jobs import Job, PreviewSink, Rendered
+from easel.backends import EXTENSIONS, Backend, Capabilities, Job, PreviewSink, Rendered, StopCheck
 
 
 class RecordingBackend(Backend):

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from openai.types import Image as ImageItem
+from openai.types import ImagesResponse
 from PIL import Image
+
+#: The repository's root, for tests that read its README and docs.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def png(size: tuple[int, int] = (256, 256), mode: str = "RGB", colour: object = (40, 90, 200)) -> bytes:
@@ -49,6 +54,12 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def items(result: ImagesResponse) -> list[ImageItem]:
+    """A response's `data[]` (the SDK types it as optional; easel always sends it)."""
+    assert result.data is not None
+    return result.data
 
 
 def decode(data: bytes) -> Image.Image:

@@ -1,15 +1,54 @@
-"""The APIError hierarchy and the one place that renders OpenAI's error envelope."""
+"""Every client-visible error, in OpenAI's status and type terms, and the stream's error payloads.
+
+The tree (status, OpenAI `type`) and when each is raised::
+
+    APIError                     500 server_error   the base: `envelope()` is OpenAI's error body
+    ├── BadRequestError          400 invalid_request_error
+    │   │                        a parameter, body, header or file is invalid (texts: contract.messages)
+    │   └── ModerationBlockedError  400 image_generation_user_error
+    │                            moderation refused the prompt (stage input) or an image (stage output)
+    ├── AuthenticationError      401 invalid_request_error   the key is missing or wrong
+    ├── PermissionDeniedError    403 invalid_request_error
+    │                            the key may not do this (model, org, scope), or a URL signature is bad
+    ├── NotFoundError            404 invalid_request_error   no such model, route, key or hosted image
+    ├── MethodNotAllowedError    405 invalid_request_error   the route exists, not for this method
+    ├── GoneError                410 invalid_request_error   a hosted image's URL has expired
+    ├── RequestTooLargeError     413 invalid_request_error   the body is over `max_body_bytes`
+    ├── RateLimitError           429 requests               a key's rpm or ipm is spent (retry headers)
+    ├── InsufficientQuotaError   429 insufficient_quota     a key's budget is spent (the SDKs must not retry)
+    ├── InternalServerError      500 server_error           our bug: `internal()` names the request only
+    │   └── GenerationFailedError   500 image_generation_server_error
+    │                            a backend failed (out of memory, ...); its message is safe to show
+    ├── ServiceUnavailableError  503 server_error
+    │                            the queue is full, the server is draining, or a dependency is down
+    ├── RequestTimeoutError      504 server_error           the request ran past its time limit
+    └── OtherStatusError         any invalid_request_error  a status the framework chose itself
+
+    ConfigError                  not HTTP: a configuration cannot be served; reported at start-up
+    └── BackendConfigError       a model's backend, options or weights cannot be served
+
+Rendering an APIError as an HTTP response is `easel.api.handlers`' job; a failure after a stream
+has started becomes the `event: error` payload built by `stream_payload`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
-import orjson
-from starlette.responses import Response
+if TYPE_CHECKING:
+    from .contract.responses import StreamError
 
 INVALID_REQUEST = "invalid_request_error"
 USER_ERROR = "image_generation_user_error"
+STREAM_ERROR = "image_generation_server_error"
+
+
+def retry_headers(seconds: float) -> dict[str, str]:
+    """`retry-after` (whole seconds, at least 1) and `retry-after-ms`, which the SDKs obey."""
+    ms = math.ceil(seconds * 1000)
+    return {"retry-after": str(max(1, math.ceil(ms / 1000))), "retry-after-ms": str(ms)}
 
 
 class APIError(Exception):
@@ -54,6 +93,20 @@ class BadRequestError(APIError):
     type = INVALID_REQUEST
 
 
+class ModerationBlockedError(BadRequestError):
+    """CONTRACT §5's refusal, with `moderation_details` naming the stage and the categories."""
+
+    type = USER_ERROR
+
+    def __init__(self, categories: tuple[str, ...] | list[str], stage: str) -> None:
+        super().__init__(
+            "Your request was rejected by the safety system. If you believe this is an error, "
+            "contact the operator of this server with the request ID.",
+            code="moderation_blocked",
+            extra={"moderation_details": {"moderation_stage": stage, "categories": list(categories)}},
+        )
+
+
 class AuthenticationError(APIError):
     status = 401
     type = INVALID_REQUEST
@@ -89,9 +142,28 @@ class RateLimitError(APIError):
     type = "requests"
 
 
+class InsufficientQuotaError(APIError):
+    """A spent budget: waiting seconds won't help, so the SDKs are told not to retry."""
+
+    status = 429
+    type = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="insufficient_quota", headers={"x-should-retry": "false"})
+
+
 class InternalServerError(APIError):
     status = 500
     type = "server_error"
+
+
+class GenerationFailedError(InternalServerError):
+    """A backend failed while rendering; the message is safe to show to the client."""
+
+    type = STREAM_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="image_generation_failed")
 
 
 class ServiceUnavailableError(APIError):
@@ -113,23 +185,44 @@ class RequestTimeoutError(APIError):
         )
 
 
-class GenerationFailedError(InternalServerError):
-    """A backend failed while rendering; the message is safe to show to the client."""
-
-    type = "image_generation_server_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="image_generation_failed")
+def overloaded(message: str, retry_after: float) -> ServiceUnavailableError:
+    """503 `server_overloaded`: the queue is full or the server is draining; come back later."""
+    return ServiceUnavailableError(message, code="server_overloaded", headers=retry_headers(retry_after))
 
 
-def render(error: APIError) -> Response:
-    """Render any APIError as OpenAI's JSON envelope with its status and headers."""
-    return Response(
-        orjson.dumps(error.envelope()),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
+def unavailable(what: str) -> ServiceUnavailableError:
+    """503 for a dependency that did not answer (the rate-limit store, the moderation upstream)."""
+    return ServiceUnavailableError(f"{what}; please retry shortly.", headers=retry_headers(1.0))
+
+
+#: HTTP statuses the framework itself may answer with, as the class that carries each.
+BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    410: GoneError,
+    413: RequestTooLargeError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+
+class OtherStatusError(APIError):
+    """A status the web framework answered with itself that no class above carries."""
+
+    type = INVALID_REQUEST
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def for_status(status: int, message: str) -> APIError:
+    """An error carrying `status`: its class above, else an OtherStatusError."""
+    cls = BY_STATUS.get(status)
+    return cls(message) if cls is not None else OtherStatusError(status, message)
 
 
 def internal(request_id: str) -> InternalServerError:
@@ -141,102 +234,27 @@ def internal(request_id: str) -> InternalServerError:
     )
 
 
-# --- OpenAI's exact validation messages, one constructor each -------------------------------
+def stream_payload(exc: BaseException, request_id: str) -> StreamError:
+    """The `event: error` data for a failure after the stream started (CONTRACT §4).
+
+    A client error keeps its type, code and details; a backend failure its safe message; any
+    other failure is our bug and says only which request it was.
+    """
+    error: dict[str, Any]
+    if isinstance(exc, APIError) and (exc.status < 500 or isinstance(exc, GenerationFailedError)):
+        error = {"type": exc.type, "code": exc.code, "message": exc.message, "param": None, **exc.extra}
+    else:
+        message = (
+            f"The image could not be generated. (Please include the request ID {request_id} in your message.)"
+        )
+        error = {"type": STREAM_ERROR, "code": "image_generation_failed", "message": message, "param": None}
+    payload: Any = {"type": "error", "error": error}  # ErrorDetail, with any extra keys after its four
+    return cast("StreamError", payload)
 
 
-def _quoted_list(values: Sequence[str]) -> str:
-    quoted = [f"'{v}'" for v in values]
-    if len(quoted) <= 1:
-        return "".join(quoted)
-    if len(quoted) == 2:
-        return f"{quoted[0]} and {quoted[1]}"
-    return ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
+class ConfigError(Exception):
+    """A configuration cannot be served; reported at start-up, before anything binds."""
 
 
-def unknown_parameter(name: str) -> BadRequestError:
-    return BadRequestError(f"Unknown parameter: '{name}'.", code="unknown_parameter", param=name)
-
-
-def missing_required(name: str) -> BadRequestError:
-    return BadRequestError(
-        f"Missing required parameter: '{name}'.", code="missing_required_parameter", param=name
-    )
-
-
-def invalid_value(name: str, value: object, allowed: Sequence[str]) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid value: '{value}'. Supported values are: {_quoted_list(allowed)}.",
-        code="invalid_value",
-        param=name,
-    )
-
-
-def value_must_be(name: str, value: object, allowed: Sequence[str]) -> BadRequestError:
-    """OpenAI's wording when a whole endpoint is limited to some models."""
-    options = " or ".join(f"'{a}'" for a in allowed)
-    return BadRequestError(
-        f"Invalid value: '{value}'. Value must be {options}.", code="invalid_value", param=name
-    )
-
-
-def invalid_type(name: str, expected: str, got: str) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid type for '{name}': expected {expected}, but got {got} instead.",
-        code="invalid_type",
-        param=name,
-    )
-
-
-def string_too_long(name: str, maximum: int, length: int) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid '{name}': string too long. Expected a string with maximum length {maximum}, "
-        f"but got a string with length {length} instead.",
-        code="string_above_max_length",
-        param=name,
-    )
-
-
-def empty_string(name: str) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid '{name}': empty string. Expected a string with minimum length 1, "
-        "but got an empty string instead.",
-        code="empty_string",
-        param=name,
-    )
-
-
-def out_of_range(name: str, got: float, limit: float, *, above: bool) -> BadRequestError:
-    """`integer_above_max_value` and its siblings, for integers and decimals alike."""
-    kind, code = ("integer", "integer") if isinstance(got, int) else ("number", "decimal")
-    side, op, end = ("above maximum", "<=", "above_max") if above else ("below minimum", ">=", "below_min")
-    shown = int(limit) if kind == "integer" else limit
-    return BadRequestError(
-        f"Invalid '{name}': {kind} {side} value. Expected a value {op} {shown}, but got {got} instead.",
-        code=f"{code}_{end}_value",
-        param=name,
-    )
-
-
-def model_not_found(model: str) -> NotFoundError:
-    return NotFoundError(
-        f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found",
-        param="model",
-    )
-
-
-def invalid_image(param: str, why: str) -> BadRequestError:
-    return BadRequestError(f"Invalid file '{param}': {why}", code="invalid_image", param=param)
-
-
-def image_too_large(param: str, why: str) -> BadRequestError:
-    return BadRequestError(f"Invalid file '{param}': {why}", code="image_too_large", param=param)
-
-
-def invalid_mask(why: str) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid mask image format - {why}",
-        code="invalid_mask_image_format",
-        param="mask",
-        type=USER_ERROR,
-    )
+class BackendConfigError(ConfigError, ValueError):
+    """A model's backend, its options or its weights cannot be served."""

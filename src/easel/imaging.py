@@ -13,6 +13,7 @@ import pybase64
 from PIL import Image, UnidentifiedImageError
 
 from . import errors
+from .contract import messages
 from .jobs import OutputFormat
 
 #: What OpenAI accepts as image uploads, by Pillow format name and MIME type.
@@ -59,21 +60,16 @@ def check_mimetype(upload: Upload) -> None:
     """Strict mode: OpenAI refuses file parts that do not declare an image type (CONTRACT §6)."""
     declared = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
     if declared not in MIME_TYPES:
-        raise errors.BadRequestError(
-            f"Invalid file '{upload.param}': unsupported mimetype ('{declared}'). "
-            "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.",
-            code="unsupported_file_mimetype",
-            param=upload.param,
-        )
+        raise messages.unsupported_mimetype(upload.param, declared)
 
 
 def decode(upload: Upload, limits: Limits) -> Image.Image:
     """Decode an upload fully, or raise a 400 that names the file and the reason."""
     size = len(upload.data)
     if size == 0:
-        raise errors.invalid_image(upload.param, "the file is empty.")
+        raise messages.invalid_image(upload.param, "the file is empty.")
     if size > limits.max_bytes:
-        raise errors.image_too_large(
+        raise messages.image_too_large(
             upload.param,
             f"file is {size / MB:.1f} MB; the limit is {limits.max_bytes / MB:g} MB.",
         )
@@ -81,7 +77,7 @@ def decode(upload: Upload, limits: Limits) -> Image.Image:
         image = Image.open(io.BytesIO(upload.data), formats=list(FORMATS))
         width, height = image.size
         if width * height > limits.max_pixels:
-            raise errors.image_too_large(
+            raise messages.image_too_large(
                 upload.param,
                 f"image is {width}x{height} pixels ({width * height} in all); "
                 f"the limit is {limits.max_pixels} pixels.",
@@ -90,11 +86,11 @@ def decode(upload: Upload, limits: Limits) -> Image.Image:
     except errors.APIError:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard, behind the check above
-        raise errors.image_too_large(upload.param, f"the image has too many pixels ({exc})") from None
+        raise messages.image_too_large(upload.param, f"the image has too many pixels ({exc})") from None
     except UnidentifiedImageError:
-        raise errors.invalid_image(upload.param, "the file is not a PNG, JPEG or WebP image.") from None
+        raise messages.invalid_image(upload.param, "the file is not a PNG, JPEG or WebP image.") from None
     except _DECODE_ERRORS as exc:
-        raise errors.invalid_image(upload.param, f"the image could not be decoded ({exc}).") from None
+        raise messages.invalid_image(upload.param, f"the image could not be decoded ({exc}).") from None
     return image
 
 

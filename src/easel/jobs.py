@@ -1,4 +1,4 @@
-"""Frozen job dataclasses handed to backends, and the delivery choices that stay with the service."""
+"""What backends and the service share: what a model can do, the frozen jobs it gets, what it returns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,23 @@ ResponseFormat = Literal["b64_json", "url"]
 
 #: Called by a backend with (image index, preview index, preview) as a render progresses.
 PreviewSink = Callable[[int, int, Image.Image], None]
+
+#: Request fields beyond OpenAI's that a backend may honour (CONTRACT §2, easel extensions).
+EXTENSIONS = ("seed", "negative_prompt", "steps", "guidance_scale")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do; the parameter rules refuse anything outside it with a 400."""
+
+    operations: frozenset[Operation]
+    transparent_background: bool
+    extensions: frozenset[str]
+    max_steps: int = 50
+    guidance_range: tuple[float, float] = (0.0, 30.0)
+    max_input_images: int = 16
+    #: Real intermediate previews are available for streaming.
+    previews: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Scheduler: a bounded queue per model, served round-robin across keys, batched, cancellable, drainable."""
+"""Scheduler: a bounded fair queue per model, batched runs, and the ticket protocol of requests and runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -16,6 +16,7 @@ import anyio.to_thread
 from PIL import Image
 
 from . import errors
+from .backends.base import AsyncBackend, Backend, Part
 from .jobs import Job, Rendered
 from .metrics import Metrics
 
@@ -62,6 +63,7 @@ class Ticket:
         return self.job.render.n
 
     def stop(self) -> bool:
+        """Whether its images are still wanted: false once the requester left or time ran out."""
         return self.abandoned or time.monotonic() > self.deadline
 
     def post(self, event: Event) -> None:
@@ -80,6 +82,10 @@ class Slice:
     @property
     def last(self) -> bool:
         return self.start + self.count == self.ticket.n
+
+
+#: What a scheduler's worker does with a batch: render it and post every event to its tickets.
+Runner = Callable[[Sequence[Slice]], Awaitable[None]]
 
 
 class FairQueue:
@@ -163,7 +169,7 @@ class FairQueue:
 
 
 class Scheduler:
-    """Runs one model's tickets on `workers` worker tasks, each run in a CPU worker thread.
+    """Runs one model's tickets on `workers` worker tasks (a `Runner` each: see `runner_for`).
 
     A worker takes the next owner's ticket, then, for batchable work, waits up to `window`
     seconds for compatible tickets (any owner's, round-robin) to fill `max_batch` images, and
@@ -174,11 +180,10 @@ class Scheduler:
     def __init__(
         self,
         model_id: str,
-        run: Callable[[Sequence[Slice]], None],
+        run: Runner,
         *,
         depth: int,
         workers: int,
-        cpu: anyio.CapacityLimiter,
         max_batch: int = 1,
         window: float = 0.0,
         metrics: Metrics | None = None,
@@ -187,7 +192,6 @@ class Scheduler:
         self.run = run
         self.queue = FairQueue(depth)
         self.workers = workers
-        self.cpu = cpu
         self.max_batch = max(1, max_batch)
         self.window = window
         self.running = 0
@@ -238,6 +242,30 @@ class Scheduler:
         assert self._ready is not None
         self._ready.set()
 
+    async def results(self, ticket: Ticket) -> AsyncGenerator[Partial | Finished, None]:
+        """A submitted ticket's partials and images as they come, until its last image.
+
+        If the consumer stops listening (the client left) the ticket is abandoned: it leaves
+        the queue at once, or its render stops at the next step.
+        """
+        done = False
+        try:
+            while True:
+                left = ticket.deadline - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(ticket.events.get(), timeout=max(0.0, left) + 1.0)
+                except TimeoutError:
+                    raise timed_out(ticket) from None
+                if event is None or isinstance(event, BaseException):
+                    done = True
+                    if event is None:
+                        return
+                    raise event
+                yield event
+        finally:
+            if not done:
+                self.abandon(ticket)
+
     def abandon(self, ticket: Ticket) -> None:
         """The requester is gone: free its queue slot now, or stop its render at the next step."""
         ticket.abandoned = True
@@ -251,9 +279,7 @@ class Scheduler:
 
     def _overloaded(self, message: str, reason: str) -> errors.ServiceUnavailableError:
         self.metrics.refusals.labels(self.model_id, reason).inc()
-        wait = self.retry_after()
-        headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
-        return errors.ServiceUnavailableError(message, code="server_overloaded", headers=headers)
+        return errors.overloaded(message, self.retry_after())
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -292,7 +318,7 @@ class Scheduler:
             started = time.monotonic()
             self.running += 1
             try:
-                await anyio.to_thread.run_sync(self.run, live, limiter=self.cpu)
+                await self.run(live)
             finally:
                 self.running -= 1
             took = time.monotonic() - started
@@ -320,3 +346,100 @@ class Scheduler:
 
 def timed_out(ticket: Ticket) -> errors.APIError:
     return errors.RequestTimeoutError(ticket.deadline - ticket.enqueued)
+
+
+class _Run:
+    """One run's side of the ticket protocol: previews, then each image checked, encoded and
+    posted to its ticket; at the end, each slice's last image closes its ticket."""
+
+    def __init__(
+        self, model_id: str, backend: Backend | AsyncBackend, metrics: Metrics, batch: Sequence[Slice]
+    ):
+        self.model_id, self.backend, self.metrics, self.batch = model_id, backend, metrics, batch
+        self.made = [0] * len(batch)
+        self.parts = [Part(s.ticket.job, s.start, s.count) for s in batch]
+
+    def preview(self, number: int, index: int, partial: int, preview: Image.Image) -> None:
+        ticket = self.batch[number].ticket
+        if ticket.job.render.previews and not ticket.stop():
+            ticket.post(Partial(index, partial, ticket.encode(preview)))
+
+    def stop(self) -> bool:
+        return all(s.ticket.stop() for s in self.batch)
+
+    def deliver(self, number: int, rendered: Rendered) -> None:
+        ticket = self.batch[number].ticket
+        if ticket.stop():
+            return
+        flagged = rendered.moderation or self.backend.moderate_output(ticket.job, rendered.image)
+        if flagged:  # the whole request is refused, as OpenAI does; its other slices stop
+            self.metrics.refusals.labels(self.model_id, "moderation").inc()
+            ticket.post(errors.ModerationBlockedError(tuple(flagged), "output"))
+            ticket.abandoned = True
+            return
+        start = time.monotonic()
+        data = ticket.encode(rendered.image)
+        self.metrics.stage_seconds.labels(self.model_id, "encode").observe(time.monotonic() - start)
+        self.metrics.images.labels(self.model_id, ticket.job.operation).inc()
+        ticket.post(Finished(rendered, data))
+        self.made[number] += 1
+
+    def fail(self, exc: BaseException) -> None:
+        """Hand the failure to each requester, which reports it."""
+        for s in self.batch:
+            s.ticket.abandoned = True  # its other slices, if any, are not run
+            s.ticket.post(exc)
+
+    def finish(self) -> None:
+        for s, count in zip(self.batch, self.made, strict=True):
+            if count == s.count:
+                if s.last:
+                    s.ticket.post(None)
+            elif not s.ticket.abandoned:
+                s.ticket.post(timed_out(s.ticket))
+
+
+def runner_for(
+    model_id: str, backend: Backend | AsyncBackend, metrics: Metrics, cpu: anyio.CapacityLimiter
+) -> Runner:
+    """How a model's batches run: a `Backend` in a worker thread holding one CPU slot for the
+    whole run; an `AsyncBackend` on the event loop, taking a slot only to check and encode."""
+    if isinstance(backend, AsyncBackend):
+        return _on_loop(model_id, backend, metrics, cpu)
+
+    def run(batch: Sequence[Slice]) -> None:
+        run = _Run(model_id, backend, metrics, batch)
+        try:
+            for number, rendered in backend.run_batch(run.parts, run.preview, run.stop):
+                run.deliver(number, rendered)
+        except BaseException as exc:
+            run.fail(exc)
+            return
+        run.finish()
+
+    async def in_thread(batch: Sequence[Slice]) -> None:
+        await anyio.to_thread.run_sync(run, batch, limiter=cpu)
+
+    return in_thread
+
+
+def _on_loop(model_id: str, backend: AsyncBackend, metrics: Metrics, cpu: anyio.CapacityLimiter) -> Runner:
+    async def run(batch: Sequence[Slice]) -> None:
+        run = _Run(model_id, backend, metrics, batch)
+        try:
+            for number, part in enumerate(run.parts):
+
+                async def sink(index: int, partial: int, image: Image.Image, n: int = number) -> None:
+                    start = run.parts[n].start  # the part's images are numbered from 0 in `alone`
+                    await anyio.to_thread.run_sync(run.preview, n, start + index, partial, image, limiter=cpu)
+
+                async for rendered in backend.render(part.alone(), sink, run.stop):
+                    await anyio.to_thread.run_sync(run.deliver, number, rendered, limiter=cpu)
+        except BaseException as exc:
+            run.fail(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        run.finish()
+
+    return run

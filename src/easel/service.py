@@ -1,72 +1,143 @@
-"""ImageService: the use-cases (plan, generate/edit/vary, stream) between the HTTP layer and backends."""
+"""ImageService: one use case per request, plan → admit → queue → deliver → settle, for every endpoint."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import anyio.to_thread
-from PIL import Image
 
 from . import errors, imaging
-from .backends.base import Backend, Part
+from .backends import AnyBackend, AsyncBackend
+from .contract import messages
+from .contract.params import type_name
+from .contract.references import RemotePolicy, collect
+from .contract.responses import (
+    CompletedEvent,
+    ImageItem,
+    ImagesResponse,
+    ModelEntry,
+    PartialImageEvent,
+    Resolved,
+    StreamError,
+    Usage,
+)
+from .contract.rules import ModelRules, Plan
+from .governance.auth import Caller
+from .governance.gate import Admission, Gate
 from .imaging import Limits, Upload
-from .jobs import Delivery, Operation
+from .jobs import Operation
 from .metrics import Metrics
-from .moderation import blocked
-from .params import type_name
-from .profiles import ModelRules, Plan
-from .scheduler import Finished, Partial, Scheduler, Slice, Ticket, timed_out
+from .scheduler import Finished, Partial, Scheduler, Ticket, runner_for
 from .storage import Storage
 
 log = logging.getLogger("easel.service")
+T = TypeVar("T")
 
 #: The stream's event type prefix per operation (CONTRACT §4).
 EVENT_PREFIX = {"generations": "image_generation", "edits": "image_edit"}
+#: A stream event: its type and its data.
+Event = tuple[str, PartialImageEvent | CompletedEvent | StreamError]
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A model as served: its spec's rules and the backend instance that renders it."""
+    """A model as served: its rules and the backend instance that renders it."""
 
     rules: ModelRules
-    backend: Backend
+    backend: AnyBackend
 
     @property
     def id(self) -> str:
         return self.rules.spec.id
 
-    def describe(self, created: int) -> dict[str, Any]:
+    def describe(self, created: int) -> ModelEntry:
         """The /v1/models entry: OpenAI's four keys, then easel's capability keys."""
-        spec = self.rules.spec
+        spec, surface, caps = self.rules.spec, self.rules.surface, self.rules.caps
         return {
             "id": spec.id,
             "object": "model",
             "created": created,
             "owned_by": spec.owned_by,
-            "profile": self.rules.profile,
-            "strict": spec.strict,
+            "profile": surface.profile,
+            "strict": surface.strict,
             "backend": spec.backend,
-            "sizes": list(spec.allowed_sizes),
-            "default_size": spec.resolved_default_size,
-            "default_quality": spec.resolved_default_quality,
-            **self.rules.caps.describe(),
+            "sizes": list(surface.sizes),
+            "default_size": surface.default_size,
+            "default_quality": surface.default_quality,
+            "operations": sorted(caps.operations),
+            "transparent_background": caps.transparent_background,
+            "extensions": sorted(caps.extensions),
+            "max_steps": caps.max_steps,
+            "guidance_range": list(caps.guidance_range),
+            "max_input_images": caps.max_input_images,
+            "partial_images": caps.previews,
         }
 
 
+@dataclass(eq=False)
+class Call:
+    """One request as the service sees it: who asks and how to reach them, and what the HTTP
+    layer reads back for its logs, metrics and headers."""
+
+    caller: Caller
+    request_id: str
+    #: Where the client reached easel, as a trusted proxy forwarded it (None: the configured base).
+    origin: str | None = None
+    #: Returns once the client has gone (None: never asked).
+    gone: Callable[[], Awaitable[None]] | None = None
+    #: The served model it named, once looked up.
+    model: str | None = None
+    #: Its prompt, once validated (logged only with `log_prompts`).
+    prompt: str | None = None
+    #: Headers every answer to it carries, errors included: its rate limits, once admitted.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A queued stream: its events, each image's partials then its completed event; a failure
+    after the first event is an `error` event. It settles the request when it ends."""
+
+    events: AsyncGenerator[Event, None]
+
+
+async def until_gone(work: Awaitable[T], gone: Callable[[], Awaitable[None]] | None) -> T | None:
+    """`work`'s result, or None once the client has gone: `work` is then cancelled, which frees
+    its queue slot or stops its render at the next step."""
+    if gone is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
 class ImageService:
-    """Validates requests into plans, runs them on their model's backend, and delivers the images."""
+    """Validates requests into plans, admits them through the gate, runs them on their model's
+    scheduler, and delivers the images as a JSON body or a stream."""
 
     def __init__(
         self,
         models: Sequence[ServedModel],
         default_model: str,
+        *,
+        gate: Gate,
         storage: Storage,
         limits: Limits,
+        remote: RemotePolicy,
         cpu_workers: int = 1,
         timeout: float = 600.0,
         metrics: Metrics | None = None,
@@ -79,10 +150,9 @@ class ImageService:
         self.schedulers = {
             m.id: Scheduler(
                 m.id,
-                _runner(m, self.metrics),
+                runner_for(m.id, m.backend, self.metrics, self.cpu),
                 depth=m.rules.spec.max_queue,
                 workers=m.backend.concurrency or cpu_workers,
-                cpu=self.cpu,
                 max_batch=m.rules.spec.max_batch_size or m.backend.default_batch_size,
                 window=m.rules.spec.batch_window_ms / 1000,
                 metrics=self.metrics,
@@ -90,13 +160,23 @@ class ImageService:
             for m in models
         }
         self.default_model = default_model
+        self.gate = gate
         self.storage = storage
         self.limits = limits
+        self.remote = remote
         self.timeout = timeout
         self.started = int(time.time())
 
-    def start(self) -> None:
-        """Start every model's scheduler (inside the running event loop)."""
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start every backend (loading weights, in a thread for a `Backend`), then the queues."""
+        for model in self.models.values():
+            backend = model.backend
+            if isinstance(backend, AsyncBackend):
+                await backend.start()
+            else:
+                await anyio.to_thread.run_sync(backend.start)
         for scheduler in self.schedulers.values():
             scheduler.start()
 
@@ -105,9 +185,50 @@ class ImageService:
         for scheduler in self.schedulers.values():
             scheduler.drain()
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
+        """Stop the queues, then release every backend."""
         for scheduler in self.schedulers.values():
             await scheduler.stop()
+        for model in self.models.values():
+            backend = model.backend
+            if isinstance(backend, AsyncBackend):
+                await backend.close()
+            else:
+                await anyio.to_thread.run_sync(backend.close)
+
+    # -- the use case ----------------------------------------------------------------------
+
+    async def serve(
+        self,
+        op: Operation,
+        fields: dict[str, Any],
+        files: Mapping[str, Sequence[Upload]],
+        call: Call,
+        *,
+        form: bool,
+    ) -> ImagesResponse | Streamed | None:
+        """One image request, start to end: the JSON body, a queued stream, or None when the
+        client left before its images were ready. Refusals are APIErrors, raised before any work."""
+        model = self.model_for(fields)
+        call.model = model.id
+        call.caller.check_model(model.id)
+        plan = await self._plan(model, op, fields, files, form=form)
+        call.prompt = getattr(plan.job, "prompt", None)
+        admission = await self.gate.admit(call.caller, plan, call.request_id)
+        call.headers.update(admission.headers)
+        if plan.delivery.stream:
+            with admission.if_refused():  # queued now: a full queue is a 503, not an error event
+                ticket = self._enqueue(model, plan, call.caller.owner)
+            return Streamed(self._events(model, plan, ticket, call, admission))
+        with admission:
+            ticket = self._enqueue(model, plan, call.caller.owner)
+            finished = await until_gone(self._finished(model, ticket), call.gone)
+            if finished is None:
+                admission.status = 499
+                return None
+            body = await self._body(model, plan, finished, call.origin)
+            admission.images = len(body["data"])
+        return body
 
     def model_for(self, raw: Mapping[str, Any]) -> ServedModel:
         """The requested model (type-checked), or the default; 404 when it is not served."""
@@ -115,34 +236,38 @@ class ImageService:
         if name is None:
             return self.models[self.default_model]
         if not isinstance(name, str):
-            raise errors.invalid_type("model", "a string", type_name(name))
+            raise messages.invalid_type("model", "a string", type_name(name))
         model = self.models.get(name)
         if model is None:
-            raise errors.model_not_found(name)
+            raise messages.model_not_found(name)
         return model
 
-    async def plan(
+    async def _plan(
         self,
+        model: ServedModel,
         op: Operation,
-        raw: Mapping[str, Any],
+        fields: dict[str, Any],
         files: Mapping[str, Sequence[Upload]],
         *,
-        from_form: bool,
-        json: bool = False,
-    ) -> tuple[ServedModel, Plan]:
-        """Validate a request completely before any work starts; decoding runs off the loop."""
-        model = self.model_for(raw)
-        if not files:  # nothing to decode: cheaper to stay on the loop
-            plan = model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits)
-        else:
+        form: bool,
+    ) -> Plan:
+        """Validate the request completely before any work starts; decoding runs off the loop."""
+        rules = model.rules
+        json = op == "edits" and not form
+        if json:  # the images are references in the body: data: URLs, or fetched when allowed
+            rules.check_operation(op, json=True)
+            files = await collect(fields, self.remote)
+        if files:
             plan = await anyio.to_thread.run_sync(
-                lambda: model.rules.plan(op, raw, files, from_form=from_form, json=json, limits=self.limits),
+                lambda: rules.plan(op, fields, files, from_form=form, json=json, limits=self.limits),
                 limiter=self.cpu,
             )
+        else:  # nothing to decode: cheaper to stay on the loop
+            plan = rules.plan(op, fields, files, from_form=form, json=json, limits=self.limits)
         model.backend.validate(plan.job)
-        return model, plan
+        return plan
 
-    def enqueue(self, model: ServedModel, plan: Plan, owner: str) -> Ticket:
+    def _enqueue(self, model: ServedModel, plan: Plan, owner: str) -> Ticket:
         """Queue the job behind `owner`'s earlier ones; a 503 now if the queue is full."""
         d = plan.delivery
         job, backend = plan.job, model.backend
@@ -158,53 +283,30 @@ class ImageService:
         self.schedulers[model.id].submit(ticket)
         return ticket
 
-    async def _results(self, model: ServedModel, ticket: Ticket) -> AsyncIterator[Partial | Finished]:
-        """A queued ticket's partials and images as they come.
+    async def _finished(self, model: ServedModel, ticket: Ticket) -> list[Finished]:
+        events = self.schedulers[model.id].results(ticket)
+        return [e async for e in events if isinstance(e, Finished)]
 
-        If the consumer stops listening (the client left) the ticket is abandoned: it leaves
-        the queue at once, or its render stops at the next step.
-        """
-        scheduler = self.schedulers[model.id]
-        done = False
-        try:
-            while True:
-                left = ticket.deadline - time.monotonic()
-                try:
-                    event = await asyncio.wait_for(ticket.events.get(), timeout=max(0.0, left) + 1.0)
-                except TimeoutError:
-                    raise timed_out(ticket) from None
-                if event is None:
-                    done = True
-                    return
-                if isinstance(event, BaseException):
-                    done = True
-                    raise event
-                yield event
-        finally:
-            if not done:
-                scheduler.abandon(ticket)
+    # -- delivery --------------------------------------------------------------------------
 
-    # -- non-streaming -------------------------------------------------------------------
-
-    async def run(self, model: ServedModel, plan: Plan, base_url: str, owner: str = "") -> dict[str, Any]:
-        """Render, encode and deliver; the ImagesResponse body."""
-        ticket = self.enqueue(model, plan, owner)
-        finished = [e async for e in self._results(model, ticket) if isinstance(e, Finished)]
+    async def _body(
+        self, model: ServedModel, plan: Plan, finished: Sequence[Finished], origin: str | None
+    ) -> ImagesResponse:
         delivery = plan.delivery
-        data = [await self._item(model.id, e, delivery, base_url) for e in finished]
-        body: dict[str, Any] = {"created": int(time.time()), "data": data}
+        body: ImagesResponse = {
+            "created": int(time.time()),
+            "data": [await self._item(model.id, plan, f, origin) for f in finished],
+        }
         if delivery.gpt_fields:
-            body.update(_resolved(plan))
-            body["usage"] = plan.usage
+            body = {**body, **_resolved(plan), "usage": plan.usage}
         return body
 
-    async def _item(
-        self, model_id: str, finished: Finished, delivery: Delivery, base_url: str
-    ) -> dict[str, Any]:
-        item: dict[str, Any]
+    async def _item(self, model_id: str, plan: Plan, finished: Finished, origin: str | None) -> ImageItem:
+        delivery = plan.delivery
+        item: ImageItem
         if delivery.response_format == "url":
             start = time.monotonic()
-            stored = await self.storage.put(finished.data, delivery.output_format, base_url)
+            stored = await self.storage.put(finished.data, delivery.output_format, origin)
             self.metrics.stage_seconds.labels(model_id, "store").observe(time.monotonic() - start)
             item = {"url": stored.url}
         else:
@@ -216,86 +318,50 @@ class ImageService:
             item["seed"] = rendered.seed
         return item
 
-    # -- streaming -----------------------------------------------------------------------
-
-    def stream(
-        self, model: ServedModel, plan: Plan, owner: str = ""
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Queue the job (a 503 now, before any event, if the queue is full) and return its
-        events: (type, data) pairs, each image's partials, then its completed event."""
-        return self._events(model, plan, self.enqueue(model, plan, owner))
-
     async def _events(
-        self, model: ServedModel, plan: Plan, ticket: Ticket
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        prefix = EVENT_PREFIX[plan.job.operation]
-        common = _resolved(plan)
-        per_image = _per_image(plan.usage, plan.job.render.n)
-        async for item in self._results(model, ticket):
-            event: dict[str, Any] = {
-                "type": f"{prefix}.{'partial_image' if isinstance(item, Partial) else 'completed'}",
-                "b64_json": imaging.b64(item.data),
-                "created_at": int(time.time()),
-                **common,
-            }
-            if isinstance(item, Partial):
-                event["partial_image_index"] = item.partial
-            else:
-                event["usage"] = per_image
-            yield event["type"], event
+        self, model: ServedModel, plan: Plan, ticket: Ticket, call: Call, admission: Admission
+    ) -> AsyncGenerator[Event, None]:
+        """A queued ticket's stream, which settles the request however it ends."""
+        with admission:
+            prefix = EVENT_PREFIX[plan.job.operation]
+            common = _resolved(plan)
+            per_image = _per_image(plan.usage, plan.job.render.n)
+            try:
+                async with contextlib.aclosing(self.schedulers[model.id].results(ticket)) as results:
+                    async for item in results:
+                        yield _event(prefix, item, common, per_image)
+                        admission.images += isinstance(item, Finished)
+            except Exception as exc:
+                client_error = isinstance(exc, errors.APIError) and exc.status < 500
+                if not client_error:
+                    log.exception("stream failed (request id %s)", call.request_id)
+                admission.status = exc.status if isinstance(exc, errors.APIError) and client_error else 500
+                yield "error", errors.stream_payload(exc, call.request_id)
 
 
-def _runner(model: ServedModel, metrics: Metrics) -> Callable[[Sequence[Slice]], None]:
-    """What a scheduler's worker thread does with a batch: render, encode, post back."""
-    encode_seconds = metrics.stage_seconds.labels(model.id, "encode")
-
-    def run(batch: Sequence[Slice]) -> None:
-        made = [0] * len(batch)
-
-        def on_preview(number: int, index: int, partial: int, preview: Image.Image) -> None:
-            ticket = batch[number].ticket
-            if ticket.job.render.previews and not ticket.stop():
-                ticket.post(Partial(index, partial, ticket.encode(preview)))
-
-        def stop() -> bool:
-            return all(s.ticket.stop() for s in batch)
-
-        parts = [Part(s.ticket.job, s.start, s.count) for s in batch]
-        try:
-            for number, rendered in model.backend.run_batch(parts, on_preview, stop):
-                ticket = batch[number].ticket
-                flagged = (
-                    ()
-                    if ticket.stop()
-                    else rendered.moderation or model.backend.moderate_output(ticket.job, rendered.image)
-                )
-                if flagged:  # the whole request is refused, as OpenAI does; its other slices stop
-                    metrics.refusals.labels(model.id, "moderation").inc()
-                    ticket.post(blocked(flagged, "output"))
-                    ticket.abandoned = True
-                elif not ticket.stop():
-                    start = time.monotonic()
-                    data = ticket.encode(rendered.image)
-                    encode_seconds.observe(time.monotonic() - start)
-                    metrics.images.labels(model.id, ticket.job.operation).inc()
-                    ticket.post(Finished(rendered, data))
-                    made[number] += 1
-        except BaseException as exc:  # handed to each requester, which reports it
-            for s in batch:
-                s.ticket.abandoned = True  # its other slices, if any, are not run
-                s.ticket.post(exc)
-            return
-        for s, count in zip(batch, made, strict=True):
-            if count == s.count:
-                if s.last:
-                    s.ticket.post(None)
-            elif not s.ticket.abandoned:
-                s.ticket.post(timed_out(s.ticket))
-
-    return run
+def _event(prefix: str, item: Partial | Finished, common: Resolved, per_image: Usage) -> Event:
+    b64 = imaging.b64(item.data)
+    now = int(time.time())
+    if isinstance(item, Partial):
+        partial: PartialImageEvent = {
+            "type": f"{prefix}.partial_image",
+            "b64_json": b64,
+            "created_at": now,
+            **common,
+            "partial_image_index": item.partial,
+        }
+        return partial["type"], partial
+    completed: CompletedEvent = {
+        "type": f"{prefix}.completed",
+        "b64_json": b64,
+        "created_at": now,
+        **common,
+        "usage": per_image,
+    }
+    return completed["type"], completed
 
 
-def _resolved(plan: Plan) -> dict[str, Any]:
+def _resolved(plan: Plan) -> Resolved:
     r, d = plan.job.render, plan.delivery
     return {
         "background": r.background,
@@ -305,20 +371,7 @@ def _resolved(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _per_image(total: Mapping[str, Any], n: int) -> dict[str, Any]:
+def _per_image(total: Usage, n: int) -> Usage:
     """One completed event's share: the whole input, and its own image's output tokens."""
-    out = int(total["output_tokens"]) // n
-    return {**total, "output_tokens": out, "total_tokens": int(total["input_tokens"]) + out}
-
-
-def stream_error(
-    message: str,
-    type: str = "image_generation_server_error",
-    code: str | None = "image_generation_failed",
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The `event: error` payload for a failure after the stream started (CONTRACT §4)."""
-    return {
-        "type": "error",
-        "error": {"type": type, "code": code, "message": message, "param": None, **(extra or {})},
-    }
+    out = total["output_tokens"] // n
+    return {**total, "output_tokens": out, "total_tokens": total["input_tokens"] + out}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,39 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Profile = Literal["gpt-image", "dall-e-2", "dall-e-3"]
-
-#: OpenAI's own size lists, in the order its error messages name them.
-STRICT_SIZES: dict[str, tuple[str, ...]] = {
-    "gpt-image": ("1024x1024", "1024x1536", "1536x1024"),
-    "dall-e-2": ("256x256", "512x512", "1024x1024"),
-    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
-}
-#: What a lenient model accepts unless the operator lists its own sizes.
-LENIENT_SIZES: dict[str, tuple[str, ...]] = {
-    "gpt-image": ("256x256", "512x512", "1024x1024", "1024x1536", "1536x1024"),
-    "dall-e-2": STRICT_SIZES["dall-e-2"],
-    "dall-e-3": STRICT_SIZES["dall-e-3"],
-}
-DEFAULT_QUALITY: dict[str, str] = {"gpt-image": "medium", "dall-e-2": "standard", "dall-e-3": "standard"}
-
-
-def profile_for(model_id: str) -> Profile:
-    """The profile a model id gets when the operator names none (CONTRACT §0)."""
-    if model_id == "dall-e-2":
-        return "dall-e-2"
-    if model_id == "dall-e-3":
-        return "dall-e-3"
-    return "gpt-image"
-
-
-def parse_size(size: str) -> tuple[int, int] | None:
-    """`WIDTHxHEIGHT` as two positive ints, or None when the text is not a size."""
-    width, sep, height = size.partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        return None
-    w, h = int(width), int(height)
-    return (w, h) if w > 0 and h > 0 else None
+from .contract.profiles import Profile, Surface, parse_size
+from .governance.policy import ModerationCategory, ModerationSettings
 
 
 def default_data_dir() -> Path:
@@ -95,135 +63,10 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
         return sizes
 
-    @property
-    def resolved_profile(self) -> Profile:
-        return self.profile or profile_for(self.id)
-
-    @property
-    def allowed_sizes(self) -> tuple[str, ...]:
-        """The concrete sizes this model accepts, in the order messages list them."""
-        profile = self.resolved_profile
-        if self.strict:
-            return STRICT_SIZES[profile]
-        return tuple(self.sizes) if self.sizes else LENIENT_SIZES[profile]
-
-    @property
-    def resolved_default_size(self) -> str:
-        sizes = self.allowed_sizes
-        if self.default_size:
-            return self.default_size
-        return "1024x1024" if "1024x1024" in sizes else sizes[0]
-
-    @property
-    def resolved_default_quality(self) -> str:
-        return self.default_quality or DEFAULT_QUALITY[self.resolved_profile]
-
     @model_validator(mode="after")
-    def _default_size_allowed(self) -> ModelSpec:
-        if self.default_size and self.default_size not in self.allowed_sizes:
-            raise ValueError(
-                f"model {self.id!r}: default_size {self.default_size!r} is not one of "
-                f"{list(self.allowed_sizes)}"
-            )
+    def _surface_consistent(self) -> ModelSpec:
+        Surface.of(self)  # its default size must be one it allows
         return self
-
-
-#: The built-in prompt policy: modest on purpose (operators replace it with their own lists).
-#: Terms match whole words, case-insensitively; patterns are regular expressions.
-_MINORS = r"\b(child|children|kids?|minors?|underage|preteens?|toddlers?|schoolgirls?|schoolboys?)\b"
-_SEXUAL = r"\b(nude|naked|nudity|sex|sexual|porn\w*|erotic|explicit|nsfw|lingerie)\b"
-
-
-class ModerationCategory(BaseModel):
-    """One category of a moderation policy: what is blocked at both levels, and only on `auto`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    terms: list[str] = Field(default_factory=list, description="Words or phrases blocked at every level.")
-    patterns: list[str] = Field(
-        default_factory=list, description="Regular expressions blocked at every level."
-    )
-    auto_terms: list[str] = Field(
-        default_factory=list, description="Words or phrases blocked only at `moderation=auto`."
-    )
-    auto_patterns: list[str] = Field(
-        default_factory=list, description="Regular expressions blocked only at `moderation=auto`."
-    )
-
-    @field_validator("patterns", "auto_patterns")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
-        return patterns
-
-
-def _default_policy() -> dict[str, ModerationCategory]:
-    return {
-        "sexual/minors": ModerationCategory(
-            # Bounded gaps keep a 32,000-character prompt linear to scan.
-            patterns=[_MINORS + r"[\s\S]{0,200}?" + _SEXUAL, _SEXUAL + r"[\s\S]{0,200}?" + _MINORS],
-        ),
-        "sexual": ModerationCategory(
-            auto_terms=[
-                "nude",
-                "naked",
-                "nudity",
-                "porn",
-                "pornographic",
-                "pornography",
-                "hentai",
-                "nsfw",
-                "explicit sex",
-                "sex act",
-                "genitals",
-            ],
-        ),
-        "violence/graphic": ModerationCategory(
-            auto_terms=[
-                "gore",
-                "gory",
-                "dismembered",
-                "dismemberment",
-                "decapitated",
-                "decapitation",
-                "beheading",
-                "disemboweled",
-                "mutilated",
-                "mutilation",
-            ],
-        ),
-        "self-harm": ModerationCategory(
-            auto_terms=["self-harm", "self harm", "suicide", "slit wrists", "cutting myself"],
-        ),
-    }
-
-
-class ModerationSettings(BaseModel):
-    """How prompts are moderated before any work (`[moderation]`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Moderate prompts at all.")
-    categories: dict[str, ModerationCategory] = Field(
-        default_factory=_default_policy,
-        description="The term and pattern policy, by category (replaces the built-in one when set).",
-    )
-    upstream_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible server whose /moderations also checks prompts."
-    )
-    upstream_api_key: str | None = Field(None, description="Bearer key for the upstream moderation server.")
-    upstream_model: str = Field("omni-moderation-latest", description="The upstream moderation model.")
-    upstream_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the upstream verdict.")
-    low_threshold: float = Field(
-        0.9,
-        ge=0,
-        le=1,
-        description="At `moderation=low`, an upstream category blocks from this score up.",
-    )
 
 
 def _default_models() -> list[ModelSpec]:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from easel.app import create_app
+from easel.jobs import EditJob
 from easel.settings import Settings
 from tests.fakes import RecordingBackend
 from tests.helpers import mask_png, noisy_png, png
@@ -155,6 +156,7 @@ def test_json_edit_with_data_urls(fake: TestClient, recorder: RecordingBackend) 
     )
     assert response.status_code == 200, response.text
     job = recorder.jobs[-1]
+    assert isinstance(job, EditJob)
     assert job.operation == "edits"
     assert len(job.images) == 2
     assert job.mask is not None

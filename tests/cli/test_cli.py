@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from easel.cli import cli
 from easel.cli.generate import output_paths
-from tests.helpers import Server, decode
+from tests.helpers import ROOT, Server, decode
 
 pytestmark = pytest.mark.slow
 
@@ -71,5 +71,5 @@ def test_output_paths() -> None:
 def test_configuration_reference_is_current() -> None:
     result = CliRunner().invoke(cli, ["config-reference"])
     assert result.exit_code == 0
-    committed = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    committed = (ROOT / "docs" / "configuration.md").read_text()
     assert result.output == committed, "run: easel config-reference > docs/configuration.md"

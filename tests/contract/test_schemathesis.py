@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -26,7 +27,7 @@ STATUSES: dict[str, set[int]] = {}
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
 )
-def test_no_server_errors(case: schemathesis.Case) -> None:
+def test_no_server_errors(case: schemathesis.Case[Any]) -> None:
     response = case.call_and_validate(checks=[not_a_server_error])
     STATUSES.setdefault(case.path, set()).add(response.status_code)
 

@@ -28,21 +28,22 @@ def put(storage: LocalStorage, data: bytes = b"png-bytes") -> tuple[str, str]:
 
 
 def test_put_then_find(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path, 60)
+    storage = LocalStorage(tmp_path, 60, "http://h")
     name, sig = put(storage)
     found = storage.find(name, sig)
+    assert found.path is not None
     assert found.path.read_bytes() == b"png-bytes"
     assert found.media_type == "image/png"
     assert [p.name for p in storage.root.iterdir()] == [name]  # no temporary left behind
 
 
 def test_signature_checks(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path, 60)
+    storage = LocalStorage(tmp_path, 60, "http://h")
     name, sig = put(storage)
     for bad in ("", sig[:-1], sig[::-1]):
         with pytest.raises(errors.PermissionDeniedError):
             storage.find(name, bad)
-    other = LocalStorage(tmp_path / "elsewhere", 60)  # another secret signs differently
+    other = LocalStorage(tmp_path / "elsewhere", 60, "http://h")  # another secret signs differently
     assert other.sign(name) != sig
 
 
@@ -50,14 +51,14 @@ def test_signature_checks(tmp_path: Path) -> None:
     "name", ["../url-signing.key", "x.png", "123-abc.png", "/etc/passwd", "1-" + "a" * 32 + ".gif"]
 )
 def test_names_outside_the_pattern_are_404(tmp_path: Path, name: str) -> None:
-    storage = LocalStorage(tmp_path, 60)
+    storage = LocalStorage(tmp_path, 60, "http://h")
     with pytest.raises(errors.NotFoundError):
         storage.find(name, storage.sign(name))
 
 
 def test_expiry_and_sweep(tmp_path: Path) -> None:
     clock = Clock()
-    storage = LocalStorage(tmp_path, 60, clock=clock)
+    storage = LocalStorage(tmp_path, 60, "http://h", clock=clock)
     old, old_sig = put(storage)
     clock.now += 30
     fresh, _ = put(storage)
@@ -75,8 +76,10 @@ def test_expiry_and_sweep(tmp_path: Path) -> None:
 
 
 def test_secret_persists_across_restarts(tmp_path: Path) -> None:
-    first = LocalStorage(tmp_path, 60)
+    first = LocalStorage(tmp_path, 60, "http://h")
     name, sig = put(first)
-    again = LocalStorage(tmp_path, 60)
-    assert again.find(name, sig).path.exists()
+    again = LocalStorage(tmp_path, 60, "http://h")
+    path = again.find(name, sig).path
+    assert path is not None
+    assert path.exists()
     assert (tmp_path / "url-signing.key").stat().st_mode & 0o777 == 0o600

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import errors
-from ..keystore import KeyInfo, KeyNotFoundError, KeySpec, Period
-from ..ledger import BUCKET_LIMITS, GROUPS
+from ..contract import messages
+from ..governance import report
+from ..governance.keystore import KeyInfo, KeyNotFoundError, KeySpec, Period
+from ..governance.report import BUCKET_LIMITS, GROUPS
 from .deps import ServicesDep, require_admin
 
 router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
@@ -84,22 +86,21 @@ async def images_usage(
             )
         start_time = int(page)
     if start_time is None:
-        raise errors.missing_required("start_time")
+        raise messages.missing_required("start_time")
     if bucket_width not in BUCKET_LIMITS:
-        raise errors.invalid_value("bucket_width", bucket_width, list(BUCKET_LIMITS))
+        raise messages.invalid_value("bucket_width", bucket_width, list(BUCKET_LIMITS))
     most = BUCKET_LIMITS[bucket_width][1]
     if limit is not None and not 1 <= limit <= most:
-        raise errors.out_of_range("limit", limit, most if limit > most else 1, above=limit > most)
+        raise messages.out_of_range("limit", limit, most if limit > most else 1, above=limit > most)
     groups = [
         g for raw in query.getlist("group_by") + query.getlist("group_by[]") for g in raw.split(",") if g
     ]
     for group in groups:
         if group not in GROUPS:
-            raise errors.invalid_value("group_by", group, list(GROUPS))
+            raise messages.invalid_value("group_by", group, list(GROUPS))
     await services.gate.flush()  # this process's requests that have ended are counted
-    ledger = services.gate.ledger
     return await anyio.to_thread.run_sync(
-        ledger.images_usage, start_time, end_time, bucket_width, groups, limit
+        report.images_usage, services.db, start_time, end_time, bucket_width, groups, limit
     )
 
 
@@ -113,4 +114,4 @@ def _found(action: Any) -> Any:
 def _check_models(models: list[str] | None, services: ServicesDep) -> None:
     for model in models or []:
         if model not in services.service.models:
-            raise errors.invalid_value("models", model, list(services.service.models))
+            raise messages.invalid_value("models", model, list(services.service.models))

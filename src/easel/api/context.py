@@ -10,6 +10,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import errors, logs
+from .handlers import render
 
 log = logging.getLogger("easel.http")
 access = logging.getLogger("easel.access")
@@ -62,7 +63,7 @@ class RequestContext:
             )
             if started:
                 raise
-            response = errors.render(errors.internal(request_id))
+            response = render(errors.internal(request_id))
             await response(scope, receive, send_with_headers)
             _count(scope, 500)
             _log(scope, 500, start)
@@ -76,7 +77,9 @@ def _log(scope: Scope, status: int, start: float) -> None:
     if path in QUIET:
         return
     state = scope.get("state", {})
-    caller = state.get("caller")
+    caller, call = state.get("caller"), state.get("call")
+    services = getattr(scope["app"].state, "services", None)
+    log_prompts = services is not None and services.settings.log_prompts
     access.info(
         "%s %s %d",
         scope.get("method"),
@@ -87,8 +90,8 @@ def _log(scope: Scope, status: int, start: float) -> None:
             "status": status,
             "ms": round((time.perf_counter() - start) * 1000, 1),
             "key_id": getattr(caller, "key_id", None),
-            "model": state.get("model"),
-            "prompt": state.get("prompt"),
+            "model": getattr(call, "model", None),
+            "prompt": getattr(call, "prompt", None) if log_prompts else None,
         },
     )
 
@@ -100,5 +103,5 @@ def _count(scope: Scope, status: int) -> None:
         return
     services = getattr(scope["app"].state, "services", None)
     if services is not None:
-        model = scope.get("state", {}).get("model", "none")
+        model = getattr(scope.get("state", {}).get("call"), "model", None) or "none"
         services.metrics.requests.labels(model, path.removeprefix(IMAGES), str(status)).inc()

@@ -1,4 +1,4 @@
-"""The only accessor of the Services object, and the auth dependency for /v1 routes."""
+"""The only accessor of the Services object, the auth dependencies, and a request's `Call`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..access import Caller
-from ..state import Services
+from ..governance.auth import Caller
+from ..service import Call
+from ..services import Services
 
 
 # Both dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in the
@@ -21,7 +22,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def require_key(request: Request, services: ServicesDep) -> None:
-    """Names the caller (401/403 when its key is missing, wrong or refused); see `access`.
+    """Names the caller (401/403 when its key is missing, wrong or refused); see `governance.auth`.
 
     The caller's owner id is the request's lane for fair queueing.
     """
@@ -36,15 +37,13 @@ async def require_image_key(request: Request, services: ServicesDep) -> None:
 
 async def _name_caller(request: Request, services: Services, *, cached: bool) -> None:
     headers = request.headers
-    caller = await services.auth.caller(
+    request.state.caller = await services.auth.caller(
         headers.get("authorization", ""),
         headers.get("openai-organization"),
         headers.get("openai-project"),
         request.client.host if request.client else "anonymous",
         cached=cached,
     )
-    request.state.caller = caller
-    request.state.owner = caller.owner
 
 
 async def require_admin(request: Request, services: ServicesDep) -> None:
@@ -58,17 +57,31 @@ def caller(request: Request) -> Caller:
     return found
 
 
-def owner(request: Request) -> str:
-    """Whose request this is, for fair queueing (set by `require_key`)."""
-    return str(getattr(request.state, "owner", "anonymous"))
+def new_call(request: Request, services: Services) -> Call:
+    """The image request as the service sees it (kept on the request for its logs and headers).
+    Call once its body is read: from then on, only a disconnect can arrive."""
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    call = Call(
+        caller=caller(request),
+        request_id=request.scope.get("state", {}).get("request_id", ""),
+        origin=_forwarded_origin(request, services),
+        gone=gone,
+    )
+    request.state.call = call
+    return call
 
 
-def base_url(request: Request, services: Services) -> str:
-    """The base of hosted URLs: configured, or a trusted proxy's forwarded host, or the bind."""
+def _forwarded_origin(request: Request, services: Services) -> str | None:
+    """The origin a trusted proxy says the client used, when no public base URL is configured."""
     settings = services.settings
-    if settings.public_base_url is None and settings.trust_proxy:
-        host = request.headers.get("x-forwarded-host")
-        if host:
-            proto = request.headers.get("x-forwarded-proto", "https").split(",")[0].strip()
-            return f"{proto}://{host.split(',')[0].strip()}"
-    return settings.base_url
+    if settings.public_base_url is not None or not settings.trust_proxy:
+        return None
+    host = request.headers.get("x-forwarded-host")
+    if not host:
+        return None
+    proto = request.headers.get("x-forwarded-proto", "https").split(",")[0].strip()
+    return f"{proto}://{host.split(',')[0].strip()}"

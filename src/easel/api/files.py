@@ -1,11 +1,11 @@
-"""GET /files/images/{name}: hosted images behind signed, expiring URLs; no API key needed."""
+"""GET /files/images/{name}: hosted images behind the storage's signed, expiring URLs; no API key."""
 
 from __future__ import annotations
 
 import time
 
 from fastapi import APIRouter
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 
 from .deps import ServicesDep
 
@@ -13,9 +13,9 @@ router = APIRouter(tags=["files"])
 
 
 @router.get("/files/images/{name}", summary="Download a hosted image by its signed URL")
-async def hosted_image(name: str, services: ServicesDep, sig: str = "") -> FileResponse:
-    found = services.storage.find(name, sig)
-    max_age = max(0, found.expires_at - int(time.time()))
-    return FileResponse(
-        found.path, media_type=found.media_type, headers={"cache-control": f"private, max-age={max_age}"}
-    )
+async def hosted_image(name: str, services: ServicesDep, sig: str = "") -> Response:
+    found = await services.storage.open(name, sig)
+    headers = {"cache-control": f"private, max-age={max(0, found.expires_at - int(time.time()))}"}
+    if found.path is not None:
+        return FileResponse(found.path, media_type=found.media_type, headers=headers)
+    return Response(found.data or b"", media_type=found.media_type, headers=headers)

@@ -1,18 +1,22 @@
-"""The Backend extension point, and the Capabilities a backend declares about itself."""
+"""The backend contract: `Options`, and the two kinds of backend, `Backend` (threads) and `AsyncBackend`."""
 
 from __future__ import annotations
 
 import functools
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..jobs import Job, Operation, PreviewSink, Rendered
-from ..settings import ModelSpec
+from ..errors import BackendConfigError
+from ..jobs import Capabilities, Job, PreviewSink, Rendered
+
+if TYPE_CHECKING:
+    from ..settings import ModelSpec
 
 SEED_SPACE = 2**32
 
@@ -22,8 +26,15 @@ StopCheck = Callable[[], bool]
 #: A batch's previews: (part number, image index within its job, preview number, picture).
 BatchPreviewSink = Callable[[int, int, int, Image.Image], None]
 
-#: Request fields beyond OpenAI's that a backend may honour (CONTRACT §2, easel extensions).
-EXTENSIONS = ("seed", "negative_prompt", "steps", "guidance_scale")
+#: An async backend's previews: (image index, preview number, picture), awaited.
+AsyncPreviewSink = Callable[[int, int, Image.Image], Awaitable[None]]
+
+
+class BackendOptions(BaseModel):
+    """A backend's `[models.options]` table. Subclass it with a described field per option:
+    unknown keys are refused at start-up, and `easel config-reference` documents the fields."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -41,45 +52,34 @@ class Part:
         return replace(self.job, render=replace(r, n=self.count, seed=seed))
 
 
-class BackendConfigError(ValueError):
-    """A model's configuration cannot be served; reported at start-up, before anything binds."""
+class BaseBackend(ABC):
+    """What every backend declares and may override; subclass `Backend` or `AsyncBackend`.
 
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a model can do; the profile layer rejects anything outside it with a 400."""
-
-    operations: frozenset[Operation]
-    transparent_background: bool
-    extensions: frozenset[str]
-    max_steps: int = 50
-    guidance_range: tuple[float, float] = (0.0, 30.0)
-    max_input_images: int = 16
-    #: Real intermediate previews are available for streaming.
-    previews: bool = True
-
-    def describe(self) -> dict[str, Any]:
-        """The capability keys easel adds to each /v1/models entry."""
-        return {
-            "operations": sorted(self.operations),
-            "transparent_background": self.transparent_background,
-            "extensions": sorted(self.extensions),
-            "max_steps": self.max_steps,
-            "guidance_range": list(self.guidance_range),
-            "max_input_images": self.max_input_images,
-            "partial_images": self.previews,
-        }
-
-
-class Backend(ABC):
-    """Turns frozen jobs into PIL images. Never sees wire models, bytes or HTTP.
-
-    `run` is called from a worker thread and may block; `start` loads what the
-    backend needs (weights) and `close` releases it.
+    A backend never sees wire models, bytes or HTTP: it gets frozen jobs with resolved values
+    and returns PIL images. What it cannot do it declares (`capabilities`) or refuses
+    (`validate`), so a client gets a 400 naming the parameter before any work starts.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    #: The model of this backend's `[models.options]`; the options are validated against it once,
+    #: when the backend is built, and kept as `self.options`.
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions | None = None) -> None:
         self.spec = spec
+        self.options = options if options is not None else self.options_of(spec)
+
+    @classmethod
+    def options_of(cls, spec: ModelSpec) -> BackendOptions:
+        """`spec.options` validated against `Options`, or a BackendConfigError naming each problem."""
+        try:
+            return cls.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+            )
+            raise BackendConfigError(
+                f"model {spec.id!r}: invalid options for backend {spec.backend!r}: {problems}"
+            ) from None
 
     @property
     @abstractmethod
@@ -87,7 +87,7 @@ class Backend(ABC):
 
     @property
     def concurrency(self) -> int | None:
-        """How many jobs `run` may serve at once; None: as many as the CPU workers allow."""
+        """How many runs may be in flight at once; None: as many as the CPU workers allow."""
         return None
 
     def validate(self, job: Job) -> None:  # noqa: B027 - optional hook
@@ -99,7 +99,7 @@ class Backend(ABC):
         return 1
 
     def batch_key(self, job: Job) -> Hashable | None:
-        """Jobs with equal keys may share one run of `run_batch`; None: this job runs alone."""
+        """Jobs with equal keys may share one run; None: this job runs alone."""
         return None
 
     def default_seed(self, job: Job) -> int:
@@ -109,11 +109,16 @@ class Backend(ABC):
     def moderate_output(self, job: Job, image: Image.Image) -> Sequence[str]:
         """The output check: the moderation categories a finished image falls in (empty: fine).
 
-        Runs in the worker thread on every image before it is delivered; `job.render.moderation`
+        Runs in a worker thread on every image before it is delivered; `job.render.moderation`
         says how strict to be. A non-empty answer refuses the whole request with 400
         moderation_blocked (stage `output`). The default checks nothing.
         """
         return ()
+
+
+class Backend(BaseBackend):
+    """A backend that computes: `run` is called from a worker thread holding one CPU slot, and
+    may block; `start` loads what it needs (weights) and `close` releases it, both in a thread."""
 
     def run_batch(
         self, parts: Sequence[Part], on_preview: BatchPreviewSink | None = None, stop: StopCheck | None = None
@@ -130,10 +135,10 @@ class Backend(ABC):
             for rendered in self.run(part.alone(), sink, stop):
                 yield number, rendered
 
-    def start(self) -> None:  # noqa: B027 - optional hook
+    def start(self) -> None:
         """Load whatever the backend needs; called once before serving."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources; called once at shutdown."""
 
     @abstractmethod
@@ -146,6 +151,33 @@ class Backend(ABC):
         When `stop()` turns true (every requester left, or time ran out) finish early: what
         is yielded after that is thrown away.
         """
+
+
+class AsyncBackend(BaseBackend):
+    """A backend that waits rather than computes (an upstream API, a remote worker): `render`
+    runs on the event loop and holds no CPU slot, so many requests may be in flight at once.
+    Only the output check and the encoding of its images take a slot. It must never block."""
+
+    @property
+    def concurrency(self) -> int:
+        """Runs in flight at once (each waits on I/O, not on a core)."""
+        return 16
+
+    async def start(self) -> None:
+        """Open connections; called once, on the event loop, before serving."""
+
+    async def close(self) -> None:
+        """Close connections; called once at shutdown."""
+
+    @abstractmethod
+    def render(
+        self, job: Job, on_preview: AsyncPreviewSink | None = None, stop: StopCheck | None = None
+    ) -> AsyncIterator[Rendered]:
+        """Render `job.render.n` images as `Backend.run` does, awaiting instead of blocking."""
+
+
+#: Either kind of backend, as the service holds them.
+AnyBackend = Backend | AsyncBackend
 
 
 def _renumber(

@@ -1,39 +1,55 @@
-"""Backend name -> class, resolved lazily; built-ins and the `easel.backends` entry points alike."""
+"""Backend name -> class through the `easel.backends` entry points, where the built-ins are registered too."""
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
+import functools
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
-from .base import Backend, BackendConfigError
+from ..errors import BackendConfigError
+from .base import AnyBackend, AsyncBackend, Backend
 
-#: Built-in backends, as "module:Class" so nothing heavy is imported until one is used.
-BUILTIN: dict[str, str] = {
-    "placeholder": "easel.backends.placeholder:PlaceholderBackend",
-    "diffusers": "easel.backends.diffusion.backend:DiffusersBackend",
-}
+if TYPE_CHECKING:
+    from ..settings import ModelSpec
+
 GROUP = "easel.backends"
 
 
 class UnknownBackendError(BackendConfigError):
-    """No built-in or installed backend has this name."""
+    """No installed backend has this name, or what is registered under it is not a backend."""
+
+
+@functools.cache
+def _registered() -> dict[str, EntryPoint]:
+    """Every registered backend by name; two packages claiming one name is a configuration error."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        other = found.get(ep.name)
+        if other is not None and other.value != ep.value:
+            raise BackendConfigError(
+                f"two installed packages register the backend {ep.name!r} ({other.value} and {ep.value}); "
+                "uninstall one of them"
+            )
+        found[ep.name] = ep
+    return found
 
 
 def available() -> list[str]:
     """Every backend name that can be resolved."""
-    return sorted(set(BUILTIN) | {ep.name for ep in entry_points(group=GROUP)})
+    return sorted(_registered())
 
 
-def resolve(name: str) -> type[Backend]:
-    """The Backend class registered under `name`."""
-    target = BUILTIN.get(name)
-    if target is None:
-        found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
-        if not found:
-            raise UnknownBackendError(f"unknown backend {name!r}; available: {', '.join(available())}")
-        target = found[0].value
-    module_name, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise UnknownBackendError(f"{target} is not an easel Backend")
+def resolve(name: str) -> type[Backend] | type[AsyncBackend]:
+    """The backend class registered under `name` (imported only now: nothing heavy before)."""
+    ep = _registered().get(name)
+    if ep is None:
+        raise UnknownBackendError(f"unknown backend {name!r}; available: {', '.join(available())}")
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Backend | AsyncBackend)):
+        raise UnknownBackendError(f"{ep.value} is not an easel Backend or AsyncBackend")
     return cls
+
+
+def build(spec: ModelSpec) -> AnyBackend:
+    """The backend a model names, its options validated (`BaseBackend.options_of`)."""
+    return resolve(spec.backend)(spec)

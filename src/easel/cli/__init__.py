@@ -19,11 +19,17 @@ def cli() -> None:
 @cli.command("config-reference")
 def config_reference() -> None:
     """Print the configuration reference (every setting, its variable and default)."""
-    from ..backends.diffusion.options import DiffusersOptions
+    from ..backends import available, resolve
     from ..settings import reference
 
-    heading = 'Options of the diffusers backend (`[models.options]` of a `backend = "diffusers"` model)'
-    click.echo(reference([(heading, DiffusersOptions)]), nl=False)
+    sections = [
+        (
+            f'Options of the {name} backend (`[models.options]` of a `backend = "{name}"` model)',
+            resolve(name).Options,
+        )
+        for name in available()
+    ]
+    click.echo(reference(sections), nl=False)
 
 
 cli.add_command(serve)

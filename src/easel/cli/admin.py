@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ..keystore import PERIODS, KeyInfo, KeyNotFoundError, KeySpec, KeyStore
-from ..ledger import BUCKET_LIMITS, GROUPS, WIDTHS
+from ..governance.keystore import PERIODS, KeyInfo, KeyNotFoundError, KeySpec, KeyStore
+from ..governance.report import BUCKET_LIMITS, GROUPS, WIDTHS, images_usage
 
 config_option = click.option(
     "--config",
@@ -30,8 +30,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def _database(config: Path | None, database_url: str | None) -> Any:
-    from ..db import Database
-    from ..db.database import sqlite_url
+    from ..governance.db import Database
+    from ..governance.db.database import sqlite_url
     from ..settings import load_settings
 
     try:
@@ -185,8 +185,6 @@ def usage(
     since: str, bucket: str, group_by: str, config: Path | None, database_url: str | None, as_json: bool
 ) -> None:
     """Images usage in time buckets, as the admin usage endpoint reports it."""
-    from ..ledger import Ledger
-
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     for group in groups:
         if group not in GROUPS:
@@ -198,7 +196,7 @@ def usage(
     now = int(time.time())
     start = (now - int(since[:-1]) * units[since[-1]]) // width * width
     limit = BUCKET_LIMITS[bucket][1]
-    page = Ledger(_database(config, database_url)).images_usage(start, now + 1, bucket, groups, limit)
+    page = images_usage(_database(config, database_url), start, now + 1, bucket, groups, limit)
     if as_json:
         click.echo(json.dumps(page))
         return

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from .. import logs
+from ..contract.profiles import Surface
+from ..errors import ConfigError
 from ..settings import Settings, load_settings
 
 
@@ -32,7 +34,7 @@ def describe(settings: Settings, managed_keys: bool = False) -> str:
     lines = [f"easel serving at [bold]{settings.base_url}/v1[/bold]"]
     for spec in settings.models:
         mode = "strict" if spec.strict else "lenient"
-        lines.append(f"  {spec.id}  ({spec.resolved_profile}, {mode}, backend {spec.backend})")
+        lines.append(f"  {spec.id}  ({Surface.of(spec).profile}, {mode}, backend {spec.backend})")
     keyed = bool(settings.api_keys) or managed_keys
     lines.append("auth: " + ("API keys required" if keyed else "none (no keys set)"))
     return "\n".join(lines)
@@ -68,7 +70,6 @@ def serve(
 ) -> None:
     """Start the server with the embedded defaults or a configuration file."""
     from ..app import create_app
-    from ..backends.base import BackendConfigError
 
     flags: dict[str, Any] = {
         k: v
@@ -90,7 +91,7 @@ def serve(
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     try:
         app = create_app(settings)
-    except BackendConfigError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     managed = app.state.services.auth.store.any_keys()
     if not settings.is_loopback and not settings.api_keys and not managed and not settings.allow_open:

@@ -1,6 +1,6 @@
 """Where images for `response_format=url` are kept: local files by default, object stores at scale."""
 
-from .base import Storage, StoredImage
+from .base import Download, Storage, StoredImage
 from .local import LocalStorage
 
-__all__ = ["LocalStorage", "Storage", "StoredImage"]
+__all__ = ["Download", "LocalStorage", "Storage", "StoredImage"]

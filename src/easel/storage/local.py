@@ -1,4 +1,4 @@
-"""Hosted images as files under the data directory, served by api/files.py with HMAC-signed URLs."""
+"""Hosted images as files under the data directory, behind HMAC-signed URLs that point back at easel."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
 
 from .. import errors
-from .base import Storage, StoredImage
+from .base import Download, Storage, StoredImage
 
 #: `<expiry unix time>-<32 hex>.<ext>`: the name carries its own expiry, and the pattern
 #: admits no path separators, so a name can never leave the image directory.
@@ -47,20 +46,20 @@ def load_secret(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@dataclass(frozen=True)
-class Found:
-    path: Path
-    media_type: str
-    expires_at: int
-
-
 class LocalStorage(Storage):
-    """Files under `<data_dir>/images`, written under a temporary name and then renamed."""
+    """Files under `<data_dir>/images`, written under a temporary name and then renamed.
 
-    def __init__(self, data_dir: Path, ttl_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    URLs are `<base>/files/images/<name>?sig=<HMAC>`: `base_url` (the configured public base URL,
+    or the bound address), unless a request came through a trusted proxy with its own origin.
+    """
+
+    def __init__(
+        self, data_dir: Path, ttl_seconds: int, base_url: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.root = data_dir / "images"
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl_seconds
+        self.base_url = base_url.rstrip("/")
         self.clock = clock
         self._secret = load_secret(data_dir / "url-signing.key")
 
@@ -68,11 +67,12 @@ class LocalStorage(Storage):
         mac = hmac.new(self._secret, name.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    async def put(self, data: bytes, fmt: str, base_url: str) -> StoredImage:
+    async def put(self, data: bytes, fmt: str, origin: str | None = None) -> StoredImage:
         expires = int(self.clock()) + self.ttl
         name = f"{expires}-{secrets.token_hex(16)}.{fmt}"
         await anyio.to_thread.run_sync(self._write, name, data)
-        return StoredImage(url=f"{base_url}{ROUTE}/{name}?sig={self.sign(name)}", expires_at=expires)
+        base = origin or self.base_url
+        return StoredImage(url=f"{base}{ROUTE}/{name}?sig={self.sign(name)}", expires_at=expires)
 
     def _write(self, name: str, data: bytes) -> None:
         tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
@@ -82,7 +82,10 @@ class LocalStorage(Storage):
             os.fsync(f.fileno())
         os.replace(tmp, self.root / name)
 
-    def find(self, name: str, signature: str) -> Found:
+    async def open(self, name: str, signature: str) -> Download:
+        return self.find(name, signature)
+
+    def find(self, name: str, signature: str) -> Download:
         """The file behind a signed URL: 404 for a bad name, 403 for a bad signature, 410 if expired."""
         match = NAME.match(name)
         if match is None:
@@ -96,7 +99,7 @@ class LocalStorage(Storage):
             raise errors.GoneError("This image URL has expired.", code="expired")
         if not path.is_file():
             raise errors.NotFoundError("No such image.", code="not_found")
-        return Found(path=path, media_type=MEDIA_TYPES[match["ext"]], expires_at=expires)
+        return Download(media_type=MEDIA_TYPES[match["ext"]], expires_at=expires, path=path)
 
     async def sweep(self) -> int:
         return await anyio.to_thread.run_sync(self._sweep)

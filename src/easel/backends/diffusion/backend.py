@@ -9,19 +9,22 @@ import math
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image, ImageChops, ImageFilter
-from pydantic import ValidationError
 
 from ... import errors
-from ...jobs import EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
-from ...settings import ModelSpec, parse_size
-from ..base import SEED_SPACE, Backend, BackendConfigError, BatchPreviewSink, Capabilities, Part, StopCheck
+from ...contract.profiles import Surface, parse_size
+from ...errors import BackendConfigError
+from ...jobs import Capabilities, EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
+from ..base import SEED_SPACE, Backend, BackendOptions, BatchPreviewSink, Part, StopCheck
 from . import families
 from .loading import Loaded, load, resolve_folder
 from .options import DiffusersOptions
 from .previews import Previewer
+
+if TYPE_CHECKING:
+    from ...settings import ModelSpec
 
 #: What an inpainting checkpoint starts a generation from; the full mask repaints all of it.
 NEUTRAL = (127, 127, 127)
@@ -38,22 +41,22 @@ class DiffusersBackend(Backend):
     A pipeline is not safe to call from two threads at once, so jobs run one at a time.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(spec)
+    Options: ClassVar[type[BackendOptions]] = DiffusersOptions
+    options: DiffusersOptions
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions | None = None) -> None:
         if importlib.util.find_spec("diffusers") is None:
             raise BackendConfigError(
                 f"model {spec.id!r}: the diffusers backend needs `pip install 'easel-server[diffusers]'`"
             )
-        try:
-            self.options = DiffusersOptions.model_validate(spec.options)
-        except ValidationError as exc:
-            raise BackendConfigError(f"model {spec.id!r}: invalid diffusers options:\n{exc}") from None
+        super().__init__(spec, options)
         try:
             self.folder = resolve_folder(self.options)
             self.info = families.inspect(self.folder)
         except (BackendConfigError, families.PipelineConfigError) as exc:
             raise BackendConfigError(f"model {spec.id!r}: {exc}") from None
-        for size in spec.allowed_sizes:
+        self.surface = Surface.of(spec)
+        for size in self.surface.sizes:
             width, height = parse_size(size) or (0, 0)
             problem = self.info.size_problem(width, height)
             if problem:
@@ -108,7 +111,7 @@ class DiffusersBackend(Backend):
         self.loaded = load(self.folder, self.info, self.options)
         if self.options.compile:
             # Compiling happens on the first call: pay it here, not in a client's request.
-            width, height = parse_size(self.spec.resolved_default_size) or (512, 512)
+            width, height = parse_size(self.surface.default_size) or (512, 512)
             render = Render(self.spec.id, 1, width, height, "low", "opaque", seed=0, steps=1)
             list(self.run(GenerateJob(render=render, prompt="warm-up")))
 

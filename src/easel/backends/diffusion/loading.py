@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..base import BackendConfigError
+from ...errors import BackendConfigError
 from .families import PipelineInfo
 from .options import DiffusersOptions
 

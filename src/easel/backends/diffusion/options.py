@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..base import BackendOptions
+
 #: easel quality names onto the three step counts (dall-e's standard/hd included).
 QUALITY_STEPS = {"low": "low", "medium": "medium", "high": "high", "standard": "medium", "hd": "high"}
 
@@ -32,10 +34,8 @@ class EditStrength(BaseModel):
     high: float = Field(0.45, gt=0, le=1)
 
 
-class DiffusersOptions(BaseModel):
+class DiffusersOptions(BackendOptions):
     """Options of `backend = "diffusers"`; unknown keys are configuration errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="A local pipeline folder, or a Hugging Face repo id.")
     allow_download: bool = Field(

@@ -1,0 +1,179 @@
+"""PlaceholderBackend: paints prompt-shaped pictures for generations, edits and variations."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import ClassVar, cast
+
+from PIL import Image
+from pydantic import Field
+
+from ...jobs import (
+    EXTENSIONS,
+    Capabilities,
+    EditJob,
+    GenerateJob,
+    Job,
+    PreviewSink,
+    Render,
+    Rendered,
+    VariationJob,
+)
+from ..base import SEED_SPACE, Backend, BackendOptions, StopCheck
+from .paint import Brief, Stage, derive_seed, paint
+
+#: Shape count per quality: higher quality paints more, like more diffusion steps.
+STROKES = {"low": 6, "medium": 10, "high": 16, "standard": 10, "hd": 16}
+
+
+class PlaceholderOptions(BackendOptions):
+    """Options of `backend = "placeholder"`."""
+
+    caption: bool = Field(True, description="Write the prompt as a caption along the bottom edge.")
+
+
+class PlaceholderBackend(Backend):
+    """Paints prompt-shaped pictures in a few milliseconds; same inputs give identical bytes."""
+
+    Options: ClassVar[type[BackendOptions]] = PlaceholderOptions
+    options: PlaceholderOptions
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            operations=frozenset({"generations", "edits", "variations"}),
+            transparent_background=True,
+            extensions=frozenset(EXTENSIONS),
+            max_steps=64,
+            guidance_range=(0.0, 30.0),
+        )
+
+    def run(
+        self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
+    ) -> Iterator[Rendered]:
+        base_seed = job.render.seed if job.render.seed is not None else self.default_seed(job)
+        for index in range(job.render.n):
+            if stop is not None and stop():
+                return
+            seed = (base_seed + index) % SEED_SPACE
+            sink = _numbered(on_preview, index) if on_preview else None
+            if isinstance(job, GenerateJob):
+                image = self._generate(job, seed, sink)
+            elif isinstance(job, EditJob):
+                image = self._edit(job, seed, sink)
+            else:
+                image = self._vary(job, seed, sink)
+            yield Rendered(image=image, seed=seed, revised_prompt=_prompt_of(job))
+
+    # -- operations ---------------------------------------------------------------------
+
+    def _brief(self, render: Render, prompt: str, seed: int, transparent: bool) -> Brief:
+        saturation = 1.0
+        if render.style == "natural":
+            saturation = 0.6
+        if render.guidance_scale is not None:
+            saturation *= min(1.0, 0.3 + render.guidance_scale / 10.0)
+        return Brief(
+            prompt=prompt,
+            width=render.width,
+            height=render.height,
+            seed=seed,
+            strokes=render.steps or STROKES.get(render.quality, 10),
+            transparent=transparent,
+            negative_prompt=render.negative_prompt,
+            saturation=saturation,
+            caption=self.options.caption,
+        )
+
+    def _generate(self, job: GenerateJob, seed: int, sink: Stage | None) -> Image.Image:
+        r = job.render
+        brief = self._brief(r, job.prompt, seed, r.background == "transparent")
+        return paint(brief, sink, r.previews)
+
+    def _edit(self, job: EditJob, seed: int, sink: Stage | None) -> Image.Image:
+        r = job.render
+        size = (r.width, r.height)
+        base = _fit(job.images[0], size).convert("RGBA")
+        # The edit area: alpha 0 in the mask, else in the image itself (CONTRACT §2).
+        source = _fit(job.mask, size, Image.Resampling.NEAREST) if job.mask else base
+        area = source.getchannel("A").point(lambda a: 255 if a == 0 else 0)
+        whole = area.getextrema() == (0, 0)
+        brief = self._brief(r, job.prompt, seed, r.background == "transparent")
+        references = [_fit(im, size).convert("RGBA") for im in job.images[1:]]
+        keep = 0.6 if job.input_fidelity == "high" else 0.35
+
+        def repaint(fill: Image.Image) -> Image.Image:
+            fill = fill.convert("RGBA")
+            for ref in references:  # extra images show through the repainted region
+                fill = Image.blend(fill, ref, 0.5 / len(references))
+            if whole:  # nothing marked: the whole image is edited, keeping its composition
+                return Image.blend(fill, base, keep)
+            return Image.composite(fill, base, area)
+
+        stage_sink = (lambda canvas: sink(repaint(canvas))) if sink else None
+        return _flatten(repaint(paint(brief, stage_sink, r.previews)), r.background)
+
+    def _vary(self, job: VariationJob, seed: int, sink: Stage | None) -> Image.Image:
+        r = job.render
+        base = _fit(job.image, (r.width, r.height)).convert("RGB")
+        rng = random.Random(seed)
+        # A seeded colour twist of the input, then the painter's shapes laid over it lightly.
+        shifts = [rng.randint(-40, 40) for _ in range(3)]
+        twisted = base.point([min(255, max(0, v + d)) for d in shifts for v in range(256)])
+        brief = self._brief(r, "variation", seed, False)
+        brief = replace(brief, caption=False, strokes=max(3, brief.strokes // 2))
+
+        def mix(canvas: Image.Image) -> Image.Image:
+            return Image.blend(twisted, canvas.convert("RGB"), 0.3)
+
+        stage_sink = (lambda canvas: sink(mix(canvas))) if sink else None
+        return mix(paint(brief, stage_sink, r.previews))
+
+    def default_seed(self, job: Job) -> int:
+        """Derived from the request, so the same request paints the same picture."""
+        r = job.render
+        fingerprint: object
+        if isinstance(job, VariationJob):
+            fingerprint = job.image.resize((8, 8)).tobytes()
+        elif isinstance(job, EditJob):
+            fingerprint = (job.prompt, [im.resize((8, 8)).tobytes() for im in job.images])
+        else:
+            fingerprint = job.prompt
+        return derive_seed(
+            job.operation,
+            fingerprint,
+            r.size,
+            r.quality,
+            r.background,
+            r.steps,
+            r.guidance_scale,
+            r.negative_prompt,
+            r.style,
+        )
+
+
+def _numbered(on_preview: PreviewSink, image_index: int) -> Stage:
+    """Adapt the painter's per-stage callback to the (image, preview index, image) sink."""
+    counter = itertools.count()
+    return lambda preview: on_preview(image_index, next(counter), preview)
+
+
+def _prompt_of(job: Job) -> str | None:
+    return None if isinstance(job, VariationJob) else job.prompt
+
+
+def _fit(
+    image: Image.Image, size: tuple[int, int], resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> Image.Image:
+    return image if image.size == size else image.resize(size, resample)
+
+
+def _flatten(image: Image.Image, background: str) -> Image.Image:
+    """Drop the alpha channel when nothing in the picture uses it."""
+    lowest, _ = cast(tuple[int, int], image.getchannel("A").getextrema())
+    if background == "transparent" or lowest < 255:
+        return image
+    return image.convert("RGB")

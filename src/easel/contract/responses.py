@@ -1,0 +1,129 @@
+"""The shapes easel answers with (CONTRACT §3-§5), as TypedDicts the code builds and openapi.py documents."""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired
+
+from typing_extensions import TypedDict
+
+
+class ImageItem(TypedDict, total=False):
+    """One `data[]` item: exactly one of `b64_json` or `url`."""
+
+    b64_json: str
+    url: str
+    #: dall-e-3 only.
+    revised_prompt: str
+    #: easel's extension: the seed this image was drawn with.
+    seed: int
+
+
+class InputTokensDetails(TypedDict):
+    text_tokens: int
+    image_tokens: int
+
+
+class Usage(TypedDict):
+    """An estimate in OpenAI's token units (README, "The usage estimate")."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: InputTokensDetails
+
+
+class Resolved(TypedDict):
+    """The resolved values gpt-image responses and stream events carry (never `auto`)."""
+
+    background: str
+    output_format: str
+    size: str
+    quality: str
+
+
+class ImagesResponse(TypedDict):
+    """The body of a non-streaming answer; dall-e models leave out everything after `data`."""
+
+    created: int
+    data: list[ImageItem]
+    background: NotRequired[str]
+    output_format: NotRequired[str]
+    size: NotRequired[str]
+    quality: NotRequired[str]
+    usage: NotRequired[Usage]
+
+
+class PartialImageEvent(Resolved):
+    """`image_generation.partial_image` / `image_edit.partial_image`: a real intermediate state."""
+
+    type: str
+    b64_json: str
+    created_at: int
+    partial_image_index: int
+
+
+class CompletedEvent(Resolved):
+    """`image_generation.completed` / `image_edit.completed`: one finished image and its usage."""
+
+    type: str
+    b64_json: str
+    created_at: int
+    usage: Usage
+
+
+class ErrorDetail(TypedDict):
+    """All four keys are always present (extra keys such as `moderation_details` may follow)."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(TypedDict):
+    error: ErrorDetail
+
+
+class StreamError(TypedDict):
+    """The `event: error` data of a stream that failed after it started."""
+
+    type: Literal["error"]
+    error: ErrorDetail
+
+
+class ModelEntry(TypedDict):
+    """A /v1/models entry: OpenAI's four keys, then easel's capability keys."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    profile: str
+    strict: bool
+    backend: str
+    sizes: list[str]
+    default_size: str
+    default_quality: str
+    operations: list[str]
+    transparent_background: bool
+    extensions: list[str]
+    max_steps: int
+    guidance_range: list[float]
+    max_input_images: int
+    partial_images: bool
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelEntry]
+
+
+#: The shapes the OpenAPI document names in `components.schemas`.
+SCHEMAS: tuple[type, ...] = (
+    ImagesResponse,
+    PartialImageEvent,
+    CompletedEvent,
+    ErrorBody,
+    StreamError,
+    ModelList,
+)

@@ -1,0 +1,76 @@
+"""The one typed Services object: built from the settings by `build_services`, read by api/deps.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .backends import AnyBackend, build
+from .contract.references import RemotePolicy
+from .contract.rules import ModelRules
+from .governance.auth import Authenticator
+from .governance.db import Database
+from .governance.db.database import sqlite_url
+from .governance.gate import Gate
+from .governance.keys import StaticKeys
+from .governance.keystore import KeyStore
+from .governance.ledger import Ledger
+from .governance.moderation import Moderator
+from .governance.ratelimit import Allowance, RateLimiter
+from .imaging import Limits
+from .metrics import Metrics
+from .service import ImageService, ServedModel
+from .settings import Settings
+from .storage import LocalStorage, Storage
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the routes use, built once per app."""
+
+    settings: Settings
+    service: ImageService
+    storage: Storage
+    db: Database
+    auth: Authenticator
+    gate: Gate
+    metrics: Metrics
+
+
+def build_services(settings: Settings, backends: Mapping[str, AnyBackend] | None = None) -> Services:
+    """Everything the routes need; `backends` replaces the configured ones by model id (tests)."""
+    served = []
+    for spec in settings.models:
+        backend = (backends or {}).get(spec.id) or build(spec)
+        served.append(ServedModel(rules=ModelRules(spec, backend.capabilities), backend=backend))
+    storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds, settings.base_url)
+    metrics = Metrics()
+    db = Database(settings.database_url or sqlite_url(settings.data_dir))
+    db.upgrade()
+    auth = Authenticator(StaticKeys(settings.api_keys), StaticKeys(settings.admin_keys), KeyStore(db))
+    gate = Gate(
+        auth,
+        RateLimiter(settings.rate_limit_storage, settings.rate_limit_quantum),
+        Ledger(db, records=settings.usage_records),
+        Moderator(settings.moderation),
+        metrics,
+        default=Allowance(settings.default_rpm, settings.default_ipm),
+    )
+    service = ImageService(
+        served,
+        settings.default_model_id,
+        gate=gate,
+        storage=storage,
+        limits=Limits(max_bytes=settings.max_body_bytes, max_pixels=settings.max_image_pixels),
+        remote=RemotePolicy(
+            enabled=settings.allow_remote_images,
+            timeout=settings.remote_image_timeout,
+            max_bytes=settings.max_body_bytes,
+        ),
+        cpu_workers=settings.cpu_workers,
+        timeout=settings.request_timeout_seconds,
+        metrics=metrics,
+    )
+    return Services(
+        settings=settings, service=service, storage=storage, db=db, auth=auth, gate=gate, metrics=metrics
+    )
