@@ -321,27 +321,24 @@ class Scheduler:
                 await self.run(live)
             finally:
                 self.running -= 1
-            took = time.monotonic() - started
-            self.seconds_per_run = 0.7 * self.seconds_per_run + 0.3 * took
-            self.expected = len(live)
-            waited = max(started - s.ticket.enqueued for s in live)
-            m = self.metrics
-            m.stage_seconds.labels(self.model_id, "generate").observe(took)
-            m.batch_images.labels(self.model_id).observe(sum(s.count for s in live))
-            for s in live:
-                if s.start == 0:  # a request's wait is counted once, at its first run
-                    m.stage_seconds.labels(self.model_id, "queue").observe(started - s.ticket.enqueued)
-            log.info(
-                "model %s: ran %s, batch of %d image(s) from %d request(s), in %.0f ms; "
-                "longest wait %.0f ms; %d waiting",
-                self.model_id,
-                live[0].ticket.job.operation,
-                sum(s.count for s in live),
-                len(live),
-                took * 1000,
-                waited * 1000,
-                len(self.queue),
-            )
+            self._ran(live, started, time.monotonic() - started)
+
+    def _ran(self, live: Sequence[Slice], started: float, took: float) -> None:
+        """Learn from a finished run (its time, its size) and report it: metrics and a log line."""
+        self.seconds_per_run = 0.7 * self.seconds_per_run + 0.3 * took
+        self.expected = len(live)
+        images, m = sum(s.count for s in live), self.metrics
+        m.stage_seconds.labels(self.model_id, "generate").observe(took)
+        m.batch_images.labels(self.model_id).observe(images)
+        for s in live:
+            if s.start == 0:  # a request's wait is counted once, at its first run
+                m.stage_seconds.labels(self.model_id, "queue").observe(started - s.ticket.enqueued)
+        waited = max(started - s.ticket.enqueued for s in live)
+        log.info(
+            "model %s: ran %s, batch of %d image(s) from %d request(s), in %.0f ms; longest wait %.0f ms; "
+            "%d waiting", self.model_id, live[0].ticket.job.operation, images, len(live), took * 1000,
+            waited * 1000, len(self.queue),
+        )  # fmt: skip
 
 
 def timed_out(ticket: Ticket) -> errors.APIError:

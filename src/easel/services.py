@@ -37,13 +37,23 @@ class Services:
     metrics: Metrics
 
 
-def build_services(settings: Settings, backends: Mapping[str, AnyBackend] | None = None) -> Services:
-    """Everything the routes need; `backends` replaces the configured ones by model id (tests)."""
+def build_storage(settings: Settings) -> Storage:
+    """The hosted-image store the settings ask for (a new storage is one more choice here)."""
+    return LocalStorage(settings.data_dir, settings.url_ttl_seconds, settings.base_url)
+
+
+def build_services(
+    settings: Settings,
+    backends: Mapping[str, AnyBackend] | None = None,
+    storage: Storage | None = None,
+) -> Services:
+    """Everything the routes need; `backends` (by model id) and `storage` replace the configured
+    ones, for tests."""
     served = []
     for spec in settings.models:
         backend = (backends or {}).get(spec.id) or build(spec)
         served.append(ServedModel(rules=ModelRules(spec, backend.capabilities), backend=backend))
-    storage = LocalStorage(settings.data_dir, settings.url_ttl_seconds, settings.base_url)
+    storage = storage or build_storage(settings)
     metrics = Metrics()
     db = Database(settings.database_url or sqlite_url(settings.data_dir))
     db.upgrade()

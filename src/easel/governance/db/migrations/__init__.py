@@ -1,0 +1,1 @@
+"""Alembic migrations of the key and usage database (applied by `Database.upgrade`)."""
