@@ -28,7 +28,9 @@ The tree (status, OpenAI `type`) and when each is raised::
     └── BackendConfigError       a model's backend, options or weights cannot be served
 
 Rendering an APIError as an HTTP response is `easel.api.handlers`' job; a failure after a stream
-has started becomes the `event: error` payload built by `stream_payload`.
+has started becomes the `event: error` payload built by `stream_payload`. The few exceptions that
+live elsewhere never reach a client as they are: the key store's KeyNotFoundError and the
+ledger's StaleKeyError are turned into one of these by their callers.
 """
 
 from __future__ import annotations

@@ -172,11 +172,7 @@ class ImageService:
     async def open(self) -> None:
         """Start every backend (loading weights, in a thread for a `Backend`), then the queues."""
         for model in self.models.values():
-            backend = model.backend
-            if isinstance(backend, AsyncBackend):
-                await backend.start()
-            else:
-                await anyio.to_thread.run_sync(backend.start)
+            await _lifecycle(model.backend, starting=True)
         for scheduler in self.schedulers.values():
             scheduler.start()
 
@@ -190,11 +186,7 @@ class ImageService:
         for scheduler in self.schedulers.values():
             await scheduler.stop()
         for model in self.models.values():
-            backend = model.backend
-            if isinstance(backend, AsyncBackend):
-                await backend.close()
-            else:
-                await anyio.to_thread.run_sync(backend.close)
+            await _lifecycle(model.backend, starting=False)
 
     # -- the use case ----------------------------------------------------------------------
 
@@ -332,11 +324,19 @@ class ImageService:
                         yield _event(prefix, item, common, per_image)
                         admission.images += isinstance(item, Finished)
             except Exception as exc:
-                client_error = isinstance(exc, errors.APIError) and exc.status < 500
-                if not client_error:
+                status = exc.status if isinstance(exc, errors.APIError) else 500
+                if status >= 500:  # our side failed: the cause goes to the log, the client gets the id
                     log.exception("stream failed (request id %s)", call.request_id)
-                admission.status = exc.status if isinstance(exc, errors.APIError) and client_error else 500
+                admission.status = min(status, 500)
                 yield "error", errors.stream_payload(exc, call.request_id)
+
+
+async def _lifecycle(backend: AnyBackend, *, starting: bool) -> None:
+    """Start or close a backend: a coroutine on the loop, or a `Backend`'s hook in a thread."""
+    if isinstance(backend, AsyncBackend):
+        await (backend.start() if starting else backend.close())
+    else:
+        await anyio.to_thread.run_sync(backend.start if starting else backend.close)
 
 
 def _event(prefix: str, item: Partial | Finished, common: Resolved, per_image: Usage) -> Event:
