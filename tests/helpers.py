@@ -21,6 +21,8 @@ from PIL import Image
 
 #: The repository's root, for tests that read its README and docs.
 ROOT = Path(__file__).resolve().parents[1]
+#: easel's first default configuration: three models, gpt-image-1 first (and so the default).
+CLASSIC_MODELS = [{"id": "gpt-image-1"}, {"id": "dall-e-2"}, {"id": "dall-e-3"}]
 
 
 def png(size: tuple[int, int] = (256, 256), mode: str = "RGB", colour: object = (40, 90, 200)) -> bytes:

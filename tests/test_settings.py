@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from openai.types import ImageModel
 from pydantic import ValidationError
 
 from easel.contract.profiles import Surface
@@ -36,14 +38,14 @@ def test_sources_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert Surface.of(settings.models[0]).default_size == "512x512"
 
 
-def test_defaults_serve_three_placeholder_models(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_serve_every_openai_id_from_one_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EASEL_API_KEYS", raising=False)
     settings = Settings()
-    assert [(m.id, Surface.of(m).profile, m.backend) for m in settings.models] == [
-        ("gpt-image-1", "gpt-image", "placeholder"),
-        ("dall-e-2", "dall-e-2", "placeholder"),
-        ("dall-e-3", "dall-e-3", "placeholder"),
-    ]
+    (only,) = settings.models  # one backend instance, one queue
+    assert (only.id, only.backend) == ("gpt-image-2.6-sunburst", "placeholder")
+    assert sorted(only.ids) == sorted(get_args(ImageModel)), "every id of the SDK's ImageModel list"
+    assert settings.default_model_id == "gpt-image-2.6-sunburst", "the newest live model"
+    assert [Surface.of(only, i).mirror.id for i in only.ids] == only.ids, "each id follows its own rules"
     assert settings.host == "127.0.0.1"
     assert settings.is_loopback
     assert not settings.api_keys

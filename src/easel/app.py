@@ -76,7 +76,7 @@ def _openapi(app: FastAPI, services: Services) -> Callable[[], dict[str, Any]]:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            rules = [model.rules for model in services.service.models.values()]
+            rules = [route.rules for route in services.service.routes.values()]
             app.openapi_schema = openapi.install(schema, rules)
         return app.openapi_schema
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import imagecodecs
 import numpy as np
 import pybase64
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import errors
 from .contract import messages
-from .jobs import OutputFormat
+from .jobs import OutputFormat, Rendered
 
 #: What OpenAI accepts as image uploads, by Pillow format name and MIME type.
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -83,6 +83,8 @@ def decode(upload: Upload, limits: Limits) -> Image.Image:
                 f"the limit is {limits.max_pixels} pixels.",
             )
         image.load()
+        # Uploads are edited as they are seen: a photo's EXIF orientation is applied first.
+        ImageOps.exif_transpose(image, in_place=True)
     except errors.APIError:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own guard, behind the check above
@@ -116,6 +118,28 @@ def encode(image: Image.Image, fmt: OutputFormat, compression: int = 100) -> byt
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if has_alpha(image) else "RGB")
     return bytes(imagecodecs.webp_encode(np.asarray(image), level=compression, method=0))
+
+
+def encode_rendered(
+    rendered: Rendered, fmt: OutputFormat, compression: int = 100, frame_ms: int = 200
+) -> bytes:
+    """A finished image in the format asked for: an animated GIF from its frames, its SVG document,
+    or the still."""
+    if fmt == "gif":
+        return encode_gif(list(rendered.frames) or [rendered.image], frame_ms)
+    if fmt == "svg":
+        if rendered.svg is None:
+            raise RuntimeError("the backend made no SVG document for an SVG request")
+        return rendered.svg.encode()
+    return encode(rendered.image, fmt, compression)
+
+
+def encode_gif(frames: list[Image.Image], frame_ms: int) -> bytes:
+    """An animated GIF that loops forever, each frame shown `frame_ms` (a multiple of 10)."""
+    buf = io.BytesIO()
+    first, *rest = [f if f.mode in ("RGB", "RGBA") else f.convert("RGB") for f in frames]
+    first.save(buf, "GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0, disposal=2)
+    return buf.getvalue()
 
 
 def _over_white(image: Image.Image) -> Image.Image:

@@ -46,7 +46,8 @@ class Ticket:
 
     job: Job
     owner: str
-    encode: Callable[[Image.Image], bytes]
+    #: A finished image (or a preview, as a Rendered of its own) in the bytes the client asked for.
+    encode: Callable[[Rendered], bytes]
     deadline: float
     #: Equal keys may share a pipeline run; None runs alone (set by the scheduler).
     key: Hashable | None = None
@@ -359,7 +360,7 @@ class _Run:
     def preview(self, number: int, index: int, partial: int, preview: Image.Image) -> None:
         ticket = self.batch[number].ticket
         if ticket.job.render.previews and not ticket.stop():
-            ticket.post(Partial(index, partial, ticket.encode(preview)))
+            ticket.post(Partial(index, partial, ticket.encode(Rendered(image=preview))))
 
     def stop(self) -> bool:
         return all(s.ticket.stop() for s in self.batch)
@@ -375,7 +376,7 @@ class _Run:
             ticket.abandoned = True
             return
         start = time.monotonic()
-        data = ticket.encode(rendered.image)
+        data = ticket.encode(rendered)
         self.metrics.stage_seconds.labels(self.model_id, "encode").observe(time.monotonic() - start)
         self.metrics.images.labels(self.model_id, ticket.job.operation).inc()
         ticket.post(Finished(rendered, data))

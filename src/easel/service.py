@@ -28,12 +28,14 @@ from .contract.responses import (
     Usage,
 )
 from .contract.rules import ModelRules, Plan
+from .contract.usage import svg_usage
 from .governance.auth import Caller
 from .governance.gate import Admission, Gate
 from .imaging import Limits, Upload
 from .jobs import Operation
 from .metrics import Metrics
 from .scheduler import Finished, Partial, Scheduler, Ticket, runner_for
+from .settings import ModelSpec
 from .storage import Storage
 
 log = logging.getLogger("easel.service")
@@ -47,29 +49,51 @@ Event = tuple[str, PartialImageEvent | CompletedEvent | StreamError]
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A model as served: its rules and the backend instance that renders it."""
+    """A model as served: one backend instance and one queue, answering one or more ids."""
 
-    rules: ModelRules
+    spec: ModelSpec
     backend: AnyBackend
 
     @property
     def id(self) -> str:
-        return self.rules.spec.id
+        return self.spec.id
+
+
+@dataclass(frozen=True)
+class Route:
+    """One id a client may name: the rules it follows, and the served model that answers it."""
+
+    rules: ModelRules
+    model: ServedModel
+
+    @property
+    def id(self) -> str:
+        return self.rules.id
 
     def describe(self, created: int) -> ModelEntry:
-        """The /v1/models entry: OpenAI's four keys, then easel's capability keys."""
-        spec, surface, caps = self.rules.spec, self.rules.surface, self.rules.caps
+        """The /v1/models entry: OpenAI's keys (`shutdown_date` too), then easel's."""
+        spec, surface, caps = self.model.spec, self.rules.surface, self.rules.caps
+        retired = surface.mirror.shutdown_date if surface.mirror.id == self.id else None
         return {
-            "id": spec.id,
+            "id": self.id,
             "object": "model",
             "created": created,
             "owned_by": spec.owned_by,
+            "shutdown_date": spec.shutdown_date or retired,
+            "mirrors": surface.mirror.id,
+            "family": surface.mirror.family,
+            "served_by": self.model.id,
             "profile": surface.profile,
             "strict": surface.strict,
             "backend": spec.backend,
             "sizes": list(surface.sizes),
+            "size_rule": surface.size_rule.describe() if surface.size_rule else None,
             "default_size": surface.default_size,
             "default_quality": surface.default_quality,
+            "qualities": [q for q in surface.qualities if q != "auto"],
+            "output_formats": [f for f in surface.formats if f in caps.output_formats] if surface.gpt else [],
+            "complexity": surface.complexity and caps.complexity,
+            "markup": surface.markup and caps.markup,
             "operations": sorted(caps.operations),
             "transparent_background": caps.transparent_background,
             "extensions": sorted(caps.extensions),
@@ -144,6 +168,11 @@ class ImageService:
     ) -> None:
         self.metrics = metrics or Metrics()
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
+        self.routes: dict[str, Route] = {
+            model_id: Route(ModelRules(m.spec, m.backend.capabilities, model_id), m)
+            for m in models
+            for model_id in m.spec.ids
+        }
         # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
         # thrashing the cores and holding every request's pixels in memory at once.
         self.cpu = anyio.CapacityLimiter(cpu_workers)
@@ -151,10 +180,10 @@ class ImageService:
             m.id: Scheduler(
                 m.id,
                 runner_for(m.id, m.backend, self.metrics, self.cpu),
-                depth=m.rules.spec.max_queue,
+                depth=m.spec.max_queue,
                 workers=m.backend.concurrency or cpu_workers,
-                max_batch=m.rules.spec.max_batch_size or m.backend.default_batch_size,
-                window=m.rules.spec.batch_window_ms / 1000,
+                max_batch=m.spec.max_batch_size or m.backend.default_batch_size,
+                window=m.spec.batch_window_ms / 1000,
                 metrics=self.metrics,
             )
             for m in models
@@ -201,10 +230,11 @@ class ImageService:
     ) -> ImagesResponse | Streamed | None:
         """One image request, start to end: the JSON body, a queued stream, or None when the
         client left before its images were ready. Refusals are APIErrors, raised before any work."""
-        model = self.model_for(fields)
-        call.model = model.id
-        call.caller.check_model(model.id)
-        plan = await self._plan(model, op, fields, files, form=form)
+        route = self.route_for(fields, op)
+        call.model = route.id
+        call.caller.check_model(route.id)
+        model = route.model
+        plan = await self._plan(route, op, fields, files, form=form)
         call.prompt = getattr(plan.job, "prompt", None)
         admission = await self.gate.admit(call.caller, plan, call.request_id)
         call.headers.update(admission.headers)
@@ -222,21 +252,23 @@ class ImageService:
             admission.images = len(body["data"])
         return body
 
-    def model_for(self, raw: Mapping[str, Any]) -> ServedModel:
-        """The requested model (type-checked), or the default; 404 when it is not served."""
+    def route_for(self, raw: Mapping[str, Any], op: Operation) -> Route:
+        """The requested id (type-checked), or the endpoint's default: dall-e-2 for variations,
+        as OpenAI documented, when it is served; 404 when it is not served."""
         name = raw.get("model")
         if name is None:
-            return self.models[self.default_model]
+            default = "dall-e-2" if op == "variations" and "dall-e-2" in self.routes else self.default_model
+            return self.routes[default]
         if not isinstance(name, str):
             raise messages.invalid_type("model", "a string", type_name(name))
-        model = self.models.get(name)
-        if model is None:
+        route = self.routes.get(name)
+        if route is None:
             raise messages.model_not_found(name)
-        return model
+        return route
 
     async def _plan(
         self,
-        model: ServedModel,
+        route: Route,
         op: Operation,
         fields: dict[str, Any],
         files: Mapping[str, Sequence[Upload]],
@@ -244,7 +276,7 @@ class ImageService:
         form: bool,
     ) -> Plan:
         """Validate the request completely before any work starts; decoding runs off the loop."""
-        rules = model.rules
+        rules = route.rules
         json = op == "edits" and not form
         if json:  # the images are references in the body: data: URLs, or fetched when allowed
             rules.check_operation(op, json=True)
@@ -256,7 +288,7 @@ class ImageService:
             )
         else:  # nothing to decode: cheaper to stay on the loop
             plan = rules.plan(op, fields, files, from_form=form, json=json, limits=self.limits)
-        model.backend.validate(plan.job)
+        route.model.backend.validate(plan.job)
         return plan
 
     def _enqueue(self, model: ServedModel, plan: Plan, owner: str) -> Ticket:
@@ -268,7 +300,9 @@ class ImageService:
         ticket = Ticket(
             job=job,
             owner=owner,
-            encode=lambda image: imaging.encode(image, d.output_format, d.compression),
+            encode=lambda rendered: imaging.encode_rendered(
+                rendered, d.output_format, d.compression, d.frame_duration_ms
+            ),
             deadline=time.monotonic() + self.timeout,
             key=backend.batch_key(job),
         )
@@ -291,6 +325,12 @@ class ImageService:
         }
         if delivery.gpt_fields:
             body = {**body, **_resolved(plan), "usage": plan.usage}
+        if delivery.safety_identifier:
+            body["safety_identifier"] = delivery.safety_identifier
+        if delivery.output_format == "svg" and finished:
+            author = delivery.svg_author or model.id
+            prompt = getattr(plan.job, "prompt", None)
+            body["svg_usage"] = svg_usage(prompt, finished[0].rendered.svg or "", author, delivery.svg_effort)
         return body
 
     async def _item(self, model_id: str, plan: Plan, finished: Finished, origin: str | None) -> ImageItem:
@@ -318,10 +358,11 @@ class ImageService:
             prefix = EVENT_PREFIX[plan.job.operation]
             common = _resolved(plan)
             per_image = _per_image(plan.usage, plan.job.render.n)
+            safety = plan.delivery.safety_identifier
             try:
                 async with contextlib.aclosing(self.schedulers[model.id].results(ticket)) as results:
                     async for item in results:
-                        yield _event(prefix, item, common, per_image)
+                        yield _event(prefix, item, common, per_image, safety)
                         admission.images += isinstance(item, Finished)
             except Exception as exc:
                 status = exc.status if isinstance(exc, errors.APIError) else 500
@@ -339,7 +380,9 @@ async def _lifecycle(backend: AnyBackend, *, starting: bool) -> None:
         await anyio.to_thread.run_sync(backend.start if starting else backend.close)
 
 
-def _event(prefix: str, item: Partial | Finished, common: Resolved, per_image: Usage) -> Event:
+def _event(
+    prefix: str, item: Partial | Finished, common: Resolved, per_image: Usage, safety: str | None
+) -> Event:
     b64 = imaging.b64(item.data)
     now = int(time.time())
     if isinstance(item, Partial):
@@ -355,9 +398,14 @@ def _event(prefix: str, item: Partial | Finished, common: Resolved, per_image: U
         "type": f"{prefix}.completed",
         "b64_json": b64,
         "created_at": now,
-        **common,
+        "background": common["background"],
+        "output_format": common["output_format"],
+        "size": common["size"],
+        "quality": common["quality"],
         "usage": per_image,
     }
+    if safety:
+        completed["safety_identifier"] = safety
     return completed["type"], completed
 
 

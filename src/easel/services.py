@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from .backends import AnyBackend, build
 from .contract.references import RemotePolicy
-from .contract.rules import ModelRules
 from .governance.auth import Authenticator
 from .governance.db import Database
 from .governance.db.database import sqlite_url
@@ -47,12 +46,12 @@ def build_services(
     backends: Mapping[str, AnyBackend] | None = None,
     storage: Storage | None = None,
 ) -> Services:
-    """Everything the routes need; `backends` (by model id) and `storage` replace the configured
-    ones, for tests."""
+    """Everything the routes need; `backends` (by any id a model answers) and `storage` replace the
+    configured ones, for tests."""
     served = []
     for spec in settings.models:
-        backend = (backends or {}).get(spec.id) or build(spec)
-        served.append(ServedModel(rules=ModelRules(spec, backend.capabilities), backend=backend))
+        given = [backends[i] for i in spec.ids if backends and i in backends]
+        served.append(ServedModel(spec, given[0] if given else build(spec)))
     storage = storage or build_storage(settings)
     metrics = Metrics()
     db = Database(settings.database_url or sqlite_url(settings.data_dir))

@@ -17,7 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .contract.profiles import Profile, Surface, parse_size
+from .contract.catalogue import MODELS, NEWEST, Profile, SizeRule
+from .contract.profiles import Surface, parse_size
 from .governance.policy import ModerationCategory, ModerationSettings
 
 
@@ -27,19 +28,55 @@ def default_data_dir() -> Path:
     return Path(base) / "easel"
 
 
+class SizeRuleSettings(BaseModel):
+    """Free `WIDTHxHEIGHT` sizes within limits (`size_rule = {...}`), instead of or beside a list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiple: int = Field(16, ge=1, description="Width and height must both be multiples of this.")
+    max_aspect: float = Field(3.0, ge=1, description="The longer side over the shorter, at most.")
+    max_edge: int = Field(3840, ge=1, description="The longest side, at most, in pixels.")
+    min_pixels: int = Field(655_360, ge=1, description="Width times height, at least.")
+    max_pixels: int = Field(8_294_400, ge=1, description="Width times height, at most.")
+
+    def rule(self) -> SizeRule:
+        return SizeRule(**self.model_dump())
+
+
 class ModelSpec(BaseModel):
-    """One served model: its id, the backend that renders it and the API surface it shows."""
+    """One served model: its id (and aliases), the backend that renders it and the rules it follows."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, description="The model id clients send as `model`.")
     backend: str = Field("placeholder", description="Backend name: `placeholder`, or an entry point.")
+    mirrors: str | None = Field(
+        None,
+        description="The OpenAI model whose rules this id follows (default: its own id if OpenAI has "
+        f"it, else the newest live model, {NEWEST}).",
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="More ids this same model answers (one backend, one queue), each following the "
+        "rules of the OpenAI model it names.",
+    )
     profile: Profile | None = Field(
-        None, description="API surface: gpt-image, dall-e-2 or dall-e-3 (default: from the id)."
+        None,
+        description="Older form of `mirrors`: `gpt-image` mirrors gpt-image-1, `dall-e-2` and "
+        "`dall-e-3` themselves.",
+    )
+    shutdown_date: str | None = Field(
+        None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="The `shutdown_date` /v1/models shows for its ids (default: OpenAI's date for "
+        "the retired ones, none for the live).",
     )
     strict: bool = Field(False, description="Reproduce OpenAI exactly instead of the lenient superset.")
     sizes: list[str] | None = Field(
-        None, description="Sizes a lenient model accepts (default: the profile's list)."
+        None, description="Sizes a lenient model accepts (default: its mirror's, plus 256x256 and 512x512)."
+    )
+    size_rule: SizeRuleSettings | None = Field(
+        None, description="Free sizes a lenient model accepts within these limits, beside `sizes`."
     )
     default_size: str | None = Field(None, description="What `size=auto` resolves to.")
     default_quality: str | None = Field(None, description="What `quality=auto` resolves to.")
@@ -63,14 +100,30 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
         return sizes
 
+    @field_validator("mirrors")
+    @classmethod
+    def _mirrors_known(cls, mirrors: str | None) -> str | None:
+        if mirrors is not None and mirrors not in MODELS:
+            raise ValueError(f"mirrors {mirrors!r} is not an OpenAI image model; one of {list(MODELS)}")
+        return mirrors
+
     @model_validator(mode="after")
     def _surface_consistent(self) -> ModelSpec:
-        Surface.of(self)  # its default size must be one it allows
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"model {self.id!r}: its id and aliases must differ, got {self.ids}")
+        for model_id in self.ids:
+            Surface.of(self, model_id)  # its default size must be one each id allows
         return self
+
+    @property
+    def ids(self) -> list[str]:
+        """Every id this model answers: its own, then its aliases."""
+        return [self.id, *self.aliases]
 
 
 def _default_models() -> list[ModelSpec]:
-    return [ModelSpec(id="gpt-image-1"), ModelSpec(id="dall-e-2"), ModelSpec(id="dall-e-3")]
+    """Every OpenAI image model id, from one placeholder instance: the newest live one first."""
+    return [ModelSpec(id=NEWEST, aliases=[m for m in MODELS if m != NEWEST])]
 
 
 class Settings(BaseSettings):
@@ -113,11 +166,15 @@ class Settings(BaseSettings):
     allow_open: bool = Field(
         False, description="Serve without keys on a non-loopback address (off: refuse to start)."
     )
-    default_model: str | None = Field(None, description="Model used when a request names none.")
+    default_model: str | None = Field(
+        None,
+        description="Model used when a generation or edit names none (default: the first model's id); "
+        "a variation that names none goes to dall-e-2 when it is served, as OpenAI documented.",
+    )
     models: list[ModelSpec] = Field(
         default_factory=_default_models,
-        description="The served models, as [[models]] tables (default: gpt-image-1, dall-e-2 and "
-        "dall-e-3 on the placeholder backend).",
+        description=f"The served models, as [[models]] tables (default: {NEWEST} on the placeholder "
+        "backend, answering every other OpenAI image model id as an alias).",
     )
     cpu_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
@@ -170,7 +227,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
-        ids = [m.id for m in self.models]
+        ids = [i for m in self.models for i in m.ids]
         if not ids:
             raise ValueError("at least one model must be served")
         if len(set(ids)) != len(ids):
@@ -246,6 +303,7 @@ def reference(extra: Sequence[tuple[str, type[BaseModel]]] = ()) -> str:
         lines.append(f"| `{name}` | `EASEL_{name.upper()}` | {_shown(field)} | {field.description} |")
     sections: list[tuple[str, type[BaseModel]]] = [
         ("A model (`[[models]]` tables)", ModelSpec),
+        ("A size rule (`size_rule = {...}` of a model)", SizeRuleSettings),
         ("Moderation (`[moderation]`)", ModerationSettings),
         ('A moderation category (`[moderation.categories."NAME"]`)', ModerationCategory),
         *extra,

@@ -13,12 +13,13 @@ from easel.app import create_app
 from easel.jobs import EditJob
 from easel.settings import Settings
 from tests.fakes import RecordingBackend
-from tests.helpers import mask_png, noisy_png, png
+from tests.helpers import CLASSIC_MODELS, mask_png, noisy_png, png
 
 HEADERS = ("x-request-id", "openai-processing-ms", "openai-version")
 
 
 def make(tmp_path: Path, backend: RecordingBackend | None = None, **settings: object) -> TestClient:
+    settings.setdefault("models", CLASSIC_MODELS)
     app = create_app(
         Settings(data_dir=tmp_path / "data", **settings),  # type: ignore[arg-type]
         backends={"gpt-image-1": backend} if backend else None,

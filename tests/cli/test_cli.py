@@ -53,7 +53,7 @@ def test_generate_reports_api_errors(lenient_server: Server, tmp_path: Path) -> 
     done = run(["generate", "x", "--size", "3x3"], lenient_server, tmp_path)
     assert done.returncode == 1
     assert "BadRequestError" in done.stderr
-    assert "Invalid value: '3x3'" in done.stderr
+    assert "Invalid size '3x3'. Width and height must both be divisible by 16." in done.stderr
 
 
 def test_help_lists_commands() -> None:

@@ -21,6 +21,7 @@ from easel.governance.db.database import sqlite_url
 from easel.governance.keystore import KeyStore
 from easel.jobs import Job
 from easel.settings import ModelSpec, Settings
+from tests.helpers import CLASSIC_MODELS
 
 ADMIN = {"authorization": "Bearer sk-admin-one"}
 GENERATE = {"prompt": "a lighthouse at dusk", "size": "256x256"}
@@ -33,7 +34,12 @@ def bearer(secret: str) -> dict[str, str]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", admin_keys=["sk-admin-one"], log_prompts=False)
+    return Settings(
+        data_dir=tmp_path / "data",
+        admin_keys=["sk-admin-one"],
+        log_prompts=False,
+        models=CLASSIC_MODELS,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

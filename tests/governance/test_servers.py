@@ -51,7 +51,8 @@ def servers(tmp: Path, config: str, count: int = 1) -> Iterator[list[Server]]:
 
 def generate(server: Server, key: str, **extra: Any) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/images/generations", headers={"authorization": f"Bearer {key}"},
-                      json={"prompt": "a kite", "size": "256x256", **extra}, timeout=60)  # fmt: skip
+                      json={"model": "gpt-image-1", "prompt": "a kite", "size": "256x256", **extra},
+                      timeout=60)  # fmt: skip
 
 
 def test_cli_key_lifecycle_and_revocation_seen_by_a_second_process(database_url: str, tmp_path: Path) -> None:

@@ -113,5 +113,5 @@ def _found(action: Any) -> Any:
 
 def _check_models(models: list[str] | None, services: ServicesDep) -> None:
     for model in models or []:
-        if model not in services.service.models:
-            raise messages.invalid_value("models", model, list(services.service.models))
+        if model not in services.service.routes:
+            raise messages.invalid_value("models", model, list(services.service.routes))

@@ -14,12 +14,12 @@ router = APIRouter(prefix="/v1/models", dependencies=[Depends(require_key)], tag
 @router.get("", summary="List the served models", response_model=None)
 async def list_models(services: ServicesDep) -> ModelList:
     service = services.service
-    return {"object": "list", "data": [m.describe(service.started) for m in service.models.values()]}
+    return {"object": "list", "data": [r.describe(service.started) for r in service.routes.values()]}
 
 
 @router.get("/{model_id:path}", summary="Describe one served model", response_model=None)
 async def get_model(model_id: str, services: ServicesDep) -> ModelEntry:
-    model = services.service.models.get(model_id)
-    if model is None:
+    route = services.service.routes.get(model_id)
+    if route is None:
         raise messages.model_not_found(model_id)
-    return model.describe(services.service.started)
+    return route.describe(services.service.started)

@@ -136,3 +136,15 @@ def invalid_png_compression() -> BadRequestError:
 def invalid_input_image(why: str) -> BadRequestError:
     """DALL·E 2's checks of its one input image (format, squareness, transparency)."""
     return BadRequestError(f"Invalid input image - {why}", code="invalid_image_format", param="image")
+
+
+def not_supported(model: str, name: str, why: str) -> BadRequestError:
+    """A field the SDK sends that this model cannot honour: never an unknown parameter (CONTRACT §8)."""
+    return BadRequestError(
+        f"The model '{model}' does not support '{name}': {why}", code="invalid_value", param=name
+    )
+
+
+def cannot_combine(name: str, why: str) -> BadRequestError:
+    """A field that is valid alone but not with the rest of the request."""
+    return BadRequestError(f"Invalid '{name}': {why}", code="invalid_value", param=name)

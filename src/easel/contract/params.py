@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import messages
 
-Kind = Literal["string", "integer", "number", "boolean"]
+Kind = Literal["string", "integer", "number", "boolean", "object"]
 _INT = re.compile(r"^[+-]?\d{1,20}$")
-_EXPECTED = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean"}
+_EXPECTED = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "an object",
+}
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,19 @@ class Param:
     required: bool = False
     default: Any = None
     doc: str = ""
+    #: An object's own fields, named here without the object's name (kind `object`).
+    fields: tuple[Param, ...] = ()
+    #: A further check of the typed value, in its turn (OpenAI's rule for free sizes).
+    also: Callable[[Any], None] | None = field(default=None, compare=False)
+    #: A JSON Schema pattern the value follows, for the OpenAPI document.
+    pattern: str | None = None
 
     def json_schema(self) -> dict[str, Any]:
         """This field in JSON Schema, for easel's OpenAPI document."""
         schema: dict[str, Any] = {"type": self.kind}
+        if self.kind == "object":
+            schema["properties"] = {f.name: f.json_schema() for f in self.fields}
+            schema["additionalProperties"] = False
         if self.choices:
             schema["enum"] = list(self.choices)
         if self.minimum is not None:
@@ -41,6 +56,8 @@ class Param:
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
             schema["minLength"] = 1
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern
         if self.default is not None:
             schema["default"] = self.default
         if self.doc:
@@ -69,6 +86,16 @@ def coerce(param: Param, value: Any, *, from_form: bool) -> Any:
     """The typed value, or a 400 naming the field. Multipart values always arrive as text."""
     name, kind = param.name, param.kind
     bad = messages.invalid_type(name, _EXPECTED[kind], type_name(value))
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise bad
+        inner = {f.name: replace(f, name=f"{name}.{f.name}") for f in param.fields}
+        unknown = first_unknown(value, inner)
+        if unknown is not None:
+            raise messages.unknown_parameter(f"{name}.{unknown}")
+        found = validate({f.name: f for f in inner.values()}, {f"{name}.{k}": v for k, v in value.items()},
+                         from_form=from_form)  # fmt: skip
+        return {k.removeprefix(f"{name}."): v for k, v in found.items() if v is not None}
     if kind == "string":
         if not isinstance(value, str):
             raise bad
@@ -118,6 +145,8 @@ def check(param: Param, value: Any) -> None:
                 raise messages.string_too_long(name, param.max_length, len(value))
         if param.choices is not None and value not in param.choices:
             raise messages.invalid_value(name, value, param.choices)
+        if param.also is not None:
+            param.also(value)
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         return

@@ -32,6 +32,16 @@ class Usage(TypedDict):
     input_tokens_details: InputTokensDetails
 
 
+class SvgUsage(TypedDict):
+    """Token usage of SVG authoring, apart from the image's own `usage` (an estimate as well)."""
+
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    model: str
+
+
 class Resolved(TypedDict):
     """The resolved values gpt-image responses and stream events carry (never `auto`)."""
 
@@ -51,6 +61,9 @@ class ImagesResponse(TypedDict):
     size: NotRequired[str]
     quality: NotRequired[str]
     usage: NotRequired[Usage]
+    #: The non-empty `safety_identifier` of the request, else its `user`.
+    safety_identifier: NotRequired[str]
+    svg_usage: NotRequired[SvgUsage]
 
 
 class PartialImageEvent(Resolved):
@@ -69,6 +82,7 @@ class CompletedEvent(Resolved):
     b64_json: str
     created_at: int
     usage: Usage
+    safety_identifier: NotRequired[str]
 
 
 class ErrorDetail(TypedDict):
@@ -98,12 +112,25 @@ class ModelEntry(TypedDict):
     object: Literal["model"]
     created: int
     owned_by: str
+    #: OpenAI's date for a retired model (or the operator's), None while it is live.
+    shutdown_date: str | None
+    #: The OpenAI model whose rules this id follows, and that model's family.
+    mirrors: str
+    family: str
+    #: The served model (one backend, one queue) that answers this id.
+    served_by: str
     profile: str
     strict: bool
     backend: str
     sizes: list[str]
+    #: Free sizes within these limits, beside `sizes` (None: only `sizes`).
+    size_rule: dict[str, float] | None
     default_size: str
     default_quality: str
+    qualities: list[str]
+    output_formats: list[str]
+    complexity: bool
+    markup: bool
     operations: list[str]
     transparent_background: bool
     extensions: list[str]

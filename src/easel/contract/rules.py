@@ -1,15 +1,15 @@
-"""One served model's parameter tables (by profile, strict or lenient), and a request into a Plan."""
+"""One served id's rules: its tables, and a request validated, decoded and resolved into a Plan."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
 from .. import imaging
-from ..errors import BadRequestError
+from ..errors import USER_ERROR, BadRequestError
 from ..imaging import Limits, Upload
 from ..jobs import (
     Capabilities,
@@ -23,20 +23,18 @@ from ..jobs import (
     VariationJob,
 )
 from . import messages, usage
+from .catalogue import MODELS, parse_size
 from .params import Param, first_unknown, validate
-from .profiles import PROMPT_LIMIT, QUALITIES, Surface, parse_size
+from .profiles import Surface
 from .responses import Usage
+from .tables import FILE_PARTS, table
 
 if TYPE_CHECKING:
     from ..settings import ModelSpec
 
 MB = 1024 * 1024
-#: Which files each operation takes, as multipart part names.
-FILE_PARTS: dict[Operation, tuple[str, ...]] = {
-    "generations": (),
-    "edits": ("image", "image[]", "mask"),
-    "variations": ("image",),
-}
+#: GIF output's frames when `frame_count` is not given.
+DEFAULT_FRAMES = 9
 
 
 @dataclass(frozen=True)
@@ -48,26 +46,36 @@ class Plan:
     usage: Usage
 
 
-class ModelRules:
-    """The parameter tables of one served model, built once from its spec and capabilities."""
+def _having(field: str) -> str:
+    """The OpenAI models that have a field, for messages that teach."""
+    if field == "complexity":
+        ids = [m.id for m in MODELS.values() if m.rules.complexity]
+    else:
+        ids = [m.id for m in MODELS.values() if m.rules.markup and "-20" not in m.id]
+    return ", ".join(ids)
 
-    def __init__(self, spec: ModelSpec, caps: Capabilities) -> None:
+
+class ModelRules:
+    """The parameter tables of one served id, built once from its spec, id and capabilities."""
+
+    def __init__(self, spec: ModelSpec, caps: Capabilities, model_id: str | None = None) -> None:
         self.spec = spec
         self.caps = caps
-        self.surface = Surface.of(spec)
+        self.surface = Surface.of(spec, model_id)
+        self.id = self.surface.id
         self.profile = self.surface.profile
         self.strict = spec.strict
         self._tables = {
-            (op, json): self._table(op, json)
+            (op, json): table(self.surface, caps, op, json=json)
             for op in ("generations", "edits", "variations")
             for json in (False, True)
         }
 
-    # -- which operations this model serves ----------------------------------------------
+    # -- which operations this id serves --------------------------------------------------
 
     def check_operation(self, op: Operation, *, json: bool = False) -> None:
-        """A 400 (OpenAI's wording where it has one) when this model does not serve `op`."""
-        model = self.spec.id
+        """A 400 (OpenAI's wording where it has one) when this id does not serve `op`."""
+        model = self.id
         if json and self.profile != "gpt-image":
             raise BadRequestError(
                 "JSON edits support GPT image models only; send a multipart/form-data "
@@ -81,108 +89,13 @@ class ModelRules:
             raise messages.value_must_be("model", model, ["dall-e-2", "gpt-image-1"])
         if op not in self.caps.operations:
             raise BadRequestError(
-                f"The model '{model}' does not support image {op}.",
-                code="invalid_value",
-                param="model",
+                f"The model '{model}' does not support image {op}.", code="invalid_value", param="model"
             )
 
     def params(self, op: Operation, *, json: bool = False) -> dict[str, Param]:
         return self._tables[(op, json)]
 
-    # -- tables --------------------------------------------------------------------------
-
-    def _table(self, op: Operation, json: bool) -> dict[str, Param]:
-        gpt = self.profile == "gpt-image"
-        sizes = self.surface.sizes + (("auto",) if gpt else ())
-        default_format = "b64_json" if gpt else "url"
-        background = (
-            ("transparent", "opaque", "auto") if self.caps.transparent_background else ("opaque", "auto")
-        )
-        fields: list[Param] = []
-        if op != "variations":
-            fields.append(
-                Param(
-                    "prompt",
-                    "string",
-                    max_length=PROMPT_LIMIT[self.profile],
-                    required=True,
-                    doc="What to draw.",
-                )
-            )
-        fields.append(Param("model", "string", doc="A served model id."))
-        fields.append(
-            Param("n", "integer", minimum=1, maximum=1 if self.profile == "dall-e-3" else 10, default=1)
-        )
-        fields.append(
-            Param("size", "string", choices=sizes, default="auto" if gpt else self.surface.default_size)
-        )
-        if self.profile == "dall-e-3":
-            fields.append(Param("style", "string", choices=("vivid", "natural"), default="vivid"))
-        if gpt:
-            fields += [
-                Param("quality", "string", choices=QUALITIES[self.profile], default="auto"),
-                Param("background", "string", choices=background, default="auto"),
-                Param("output_format", "string", choices=("png", "jpeg", "webp"), default="png"),
-                Param("output_compression", "integer", minimum=0, maximum=100),
-            ]
-            if op == "generations" or json:
-                fields.append(Param("moderation", "string", choices=("low", "auto"), default="auto"))
-            if op == "edits":
-                fields.append(Param("input_fidelity", "string", choices=("high", "low"), default="low"))
-            if op != "variations":
-                fields += [
-                    Param("stream", "boolean", default=False),
-                    Param("partial_images", "integer", minimum=0, maximum=3, default=0),
-                ]
-        elif op != "variations":
-            fields.append(Param("quality", "string", choices=QUALITIES[self.profile], default="auto"))
-        if not gpt or not self.strict:
-            fields.append(
-                Param("response_format", "string", choices=("url", "b64_json"), default=default_format)
-            )
-        fields.append(Param("user", "string"))
-        fields += self._extensions(op)
-        return {p.name: p for p in fields}
-
-    def _extensions(self, op: Operation) -> list[Param]:
-        caps, out = self.caps, []
-        if "seed" in caps.extensions:
-            out.append(
-                Param(
-                    "seed",
-                    "integer",
-                    minimum=0,
-                    maximum=2**32 - 1,
-                    doc="easel: same seed, prompt and parameters give the same pixels.",
-                )
-            )
-        if "negative_prompt" in caps.extensions and op != "variations":
-            out.append(
-                Param(
-                    "negative_prompt",
-                    "string",
-                    max_length=PROMPT_LIMIT[self.profile],
-                    doc="easel: what to avoid.",
-                )
-            )
-        if "steps" in caps.extensions:
-            out.append(
-                Param("steps", "integer", minimum=1, maximum=caps.max_steps, doc="easel: denoising steps.")
-            )
-        if "guidance_scale" in caps.extensions:
-            low, high = caps.guidance_range
-            out.append(
-                Param(
-                    "guidance_scale",
-                    "number",
-                    minimum=low,
-                    maximum=high,
-                    doc="easel: classifier-free guidance scale.",
-                )
-            )
-        return out
-
-    # -- a request into a Plan -----------------------------------------------------------
+    # -- a request into a Plan ------------------------------------------------------------
 
     def plan(
         self,
@@ -196,24 +109,23 @@ class ModelRules:
     ) -> Plan:
         """Validate everything, decode the uploads, and resolve every `auto`."""
         self.check_operation(op)
-        table = self.params(op, json=json)
+        fields = self.params(op, json=json)
+        parts = [p for p in FILE_PARTS[op] if p != "markup" or self.surface.gpt]
         for name in raw:
-            if name in FILE_PARTS[op]:
+            if name in parts:
                 raise messages.invalid_type(name, "a file", "a string")
-        unknown = first_unknown(raw, table) or first_unknown(
-            [name for name in files if name not in FILE_PARTS[op]], {}
-        )
+        unknown = first_unknown(raw, fields) or first_unknown([n for n in files if n not in parts], {})
         if unknown is not None:
             raise messages.unknown_parameter(unknown)
-        v = validate(table, raw, from_form=from_form)
-        images, mask = self._images(op, files, limits, json)
-        return self._resolve(op, v, images, mask)
+        v = validate(fields, raw, from_form=from_form)
+        images, mask, markup = self._images(op, files, limits, json)
+        return self._resolve(op, v, images, mask, markup)
 
     def _images(
         self, op: Operation, files: Mapping[str, Sequence[Upload]], limits: Limits, json: bool
-    ) -> tuple[list[Image.Image], Image.Image | None]:
+    ) -> tuple[list[Image.Image], Image.Image | None, Image.Image | None]:
         if op == "generations":
-            return [], None
+            return [], None, None
         uploads = [*files.get("image", ()), *files.get("image[]", ())]
         name = "images" if json else "image"
         if not json and (len(uploads) > 1 or files.get("image[]")):
@@ -224,32 +136,67 @@ class ModelRules:
         most = 1 if dalle or op == "variations" else min(16, self.caps.max_input_images)
         if len(uploads) > most and most < 16 and not dalle and op == "edits":
             raise BadRequestError(
-                f"Invalid '{name}': the model '{self.spec.id}' takes at most {most} input image(s) "
+                f"Invalid '{name}': the model '{self.id}' takes at most {most} input image(s) "
                 f"and got {len(uploads)}; its pipeline has no reference-image input for the others.",
                 code="array_above_max_length",
                 param=name,
             )
         if len(uploads) > most:
             raise messages.array_too_long(name, most, len(uploads))
-        file_limits = Limits(
+        image_limits = Limits(
             max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB), max_pixels=limits.max_pixels
         )
-        images = [self._decode(u, file_limits) for u in uploads]
+        small = Limits(max_bytes=min(limits.max_bytes, 4 * MB), max_pixels=limits.max_pixels)
+        images = [self._decode(u, image_limits) for u in uploads]
         if dalle:
             self._dalle_image(images[0], needs_alpha=op == "edits" and not files.get("mask"))
-        masks = files.get("mask", ())
+        mask = self._mask(files.get("mask", ()), images[0], small)
+        markup = self._markup(files.get("markup", ()), images[0], image_limits, mask is not None)
+        return images, mask, markup
+
+    def _mask(self, masks: Sequence[Upload], first: Image.Image, limits: Limits) -> Image.Image | None:
         if not masks:
-            return images, None
+            return None
         if len(masks) > 1:
             raise messages.invalid_mask("only one mask may be given")
-        mask = self._decode(
-            masks[0], Limits(max_bytes=min(limits.max_bytes, 4 * MB), max_pixels=limits.max_pixels)
-        )
+        mask = self._decode(masks[0], limits)
         if mask.format != "PNG" or not imaging.has_alpha(mask):
             raise messages.invalid_mask("mask image missing alpha channel")
-        if mask.size != images[0].size:
+        if mask.size != first.size:
             raise messages.invalid_mask("mask size does not match image size")
-        return images, imaging.to_rgba(mask)
+        return imaging.to_rgba(mask)
+
+    def _markup(
+        self, parts: Sequence[Upload], first: Image.Image, limits: Limits, with_mask: bool
+    ) -> Image.Image | None:
+        """A transparent PNG of the first image's size (after EXIF orientation), never with a mask."""
+        if not parts:
+            return None
+        if not self.surface.markup:
+            raise messages.not_supported(
+                self.id, "markup", f"only {_having('markup')} take markup; send a mask instead."
+            )
+        if not self.caps.markup:
+            raise messages.not_supported(
+                self.id, "markup", f"its {self.spec.backend} backend cannot follow markup."
+            )
+        if with_mask:
+            raise messages.cannot_combine("markup", "markup cannot be combined with mask; send one of them.")
+        if len(parts) > 1:
+            raise _bad_markup("only one markup image may be given")
+        markup = self._decode(parts[0], limits)
+        if markup.format != "PNG" or not imaging.has_alpha(markup):
+            raise _bad_markup("markup must be a PNG with an alpha channel")
+        markup = imaging.to_rgba(markup)
+        lowest, _ = markup.getchannel("A").getextrema()
+        if lowest != 0:
+            raise _bad_markup("markup must contain transparent pixels (alpha 0) where the image is kept")
+        if markup.size != first.size:
+            raise _bad_markup(
+                f"markup size {markup.width}x{markup.height} does not match "
+                f"image size {first.width}x{first.height}"
+            )
+        return markup
 
     def _decode(self, upload: Upload, limits: Limits) -> Image.Image:
         if self.strict:
@@ -266,9 +213,14 @@ class ModelRules:
             raise messages.invalid_input_image(f"format must be in ['RGBA', 'LA', 'L'], got {image.mode}.")
 
     def _resolve(
-        self, op: Operation, v: dict[str, Any], images: list[Image.Image], mask: Image.Image | None
+        self,
+        op: Operation,
+        v: dict[str, Any],
+        images: list[Image.Image],
+        mask: Image.Image | None,
+        markup: Image.Image | None,
     ) -> Plan:
-        gpt = self.profile == "gpt-image"
+        gpt = self.surface.gpt
         fmt: OutputFormat = v.get("output_format") or "png"
         compression: int | None = v.get("output_compression")
         background = v.get("background") or "auto"
@@ -280,6 +232,7 @@ class ModelRules:
                 code="invalid_value",
                 param="background",
             )
+        self._check_new_fields(v, fmt, compression, mask is not None)
         size = v["size"]
         if size == "auto":
             size = self._auto_size(images[0] if images else None)
@@ -289,8 +242,9 @@ class ModelRules:
             quality = self.surface.default_quality
         stream = bool(v.get("stream"))
         partials = int(v.get("partial_images") or 0) if stream else 0
+        frames = (v.get("frame_count") or DEFAULT_FRAMES) if fmt == "gif" else 1
         render = Render(
-            model=self.spec.id,
+            model=self.id,
             n=v["n"],
             width=width,
             height=height,
@@ -303,8 +257,12 @@ class ModelRules:
             style=v.get("style"),
             previews=partials,
             moderation=v.get("moderation") or "auto",
+            complexity=v.get("complexity"),
+            frames=frames,
+            vector=fmt == "svg",
         )
         prompt: str = v.get("prompt") or ""
+        fidelity: Literal["low", "high"] = v.get("input_fidelity") or "low"
         job: Job
         if op == "generations":
             job = GenerateJob(render=render, prompt=prompt)
@@ -314,10 +272,12 @@ class ModelRules:
                 prompt=prompt,
                 images=tuple(images),
                 mask=mask,
-                input_fidelity=v.get("input_fidelity") or "low",
+                input_fidelity=fidelity,
+                markup=markup,
             )
         else:
             job = VariationJob(render=render, image=images[0])
+        svg = v.get("svg") or {}
         delivery = Delivery(
             output_format=fmt,
             compression=100 if compression is None else compression,
@@ -328,17 +288,54 @@ class ModelRules:
             revised_prompt=self.profile == "dall-e-3",
             # Strict models add the extension key only when the client asked for a seed.
             show_seed="seed" in self.caps.extensions and (not self.strict or v.get("seed") is not None),
+            safety_identifier=v.get("safety_identifier") or v.get("user") or None,
+            frame_duration_ms=max(10, round((v.get("frame_duration_ms") or 200) / 10) * 10),
+            svg_author=svg.get("model"),
+            svg_effort=(svg.get("reasoning") or {}).get("effort"),
         )
         cost = usage.usage(
-            prompt,
-            [im.size for im in images],
-            v.get("input_fidelity") or "low",
-            quality,
-            width,
-            height,
-            render.n,
+            prompt, [im.size for im in images], fidelity, quality, width, height, render.n, frames=frames
         )
         return Plan(job=job, delivery=delivery, usage=cost)
+
+    def _check_new_fields(self, v: dict[str, Any], fmt: str, compression: int | None, masked: bool) -> None:
+        """CONTRACT §8's fields: what this id's mirror lacks, what does not go together, and what
+        its backend cannot do, each refused by name before any work."""
+        s, caps, model = self.surface, self.caps, self.id
+        if v.get("complexity") is not None and not s.complexity:
+            raise messages.not_supported(model, "complexity", f"only {_having('complexity')} plan with it.")
+        fidelity = v.get("input_fidelity")
+        if fidelity is not None and fidelity not in s.input_fidelity:
+            if not s.input_fidelity:
+                raise messages.not_supported(model, "input_fidelity", "omit this parameter for this model.")
+            raise messages.invalid_value("input_fidelity", fidelity, s.input_fidelity)
+        animated, vector = fmt == "gif", fmt == "svg"
+        for name, given in (("stream", v.get("stream")), ("partial_images", v.get("partial_images"))):
+            if (animated or vector) and given:
+                raise messages.cannot_combine(
+                    name, f"{fmt.upper()} output cannot be streamed or sent in parts."
+                )
+        if (animated or vector) and compression is not None:
+            raise messages.cannot_combine("output_compression", f"{fmt.upper()} output takes no compression.")
+        if animated and masked:
+            raise messages.cannot_combine("mask", "GIF output cannot be an edit with a mask.")
+        if vector and v["n"] > 1:
+            raise messages.cannot_combine("n", "SVG output is one image per request; send n=1.")
+        for name in ("frame_count", "frame_duration_ms"):
+            if v.get(name) is not None and not animated:
+                raise messages.cannot_combine(name, "it is only supported with output_format=gif.")
+        if v.get("svg") and not vector:
+            raise messages.cannot_combine("svg", "it is only supported with output_format=svg.")
+        backend = self.spec.backend
+        if fmt not in caps.output_formats:
+            made = ", ".join(sorted(caps.output_formats))
+            raise messages.not_supported(
+                model, "output_format", f"its {backend} backend cannot make {fmt} output; it makes {made}."
+            )
+        if v.get("complexity") is not None and not caps.complexity:
+            raise messages.not_supported(
+                model, "complexity", f"its {backend} backend has no planning effort to set."
+            )
 
     def _auto_size(self, first: Image.Image | None) -> str:
         """`auto`: the default size, or for edits the allowed size closest to the input's shape."""
@@ -352,3 +349,12 @@ class ModelRules:
             return (abs(w / h - aspect), abs(w * h - area))
 
         return min(self.surface.sizes, key=distance)
+
+
+def _bad_markup(why: str) -> BadRequestError:
+    return BadRequestError(
+        f"Invalid markup image format - {why}.",
+        code="invalid_markup_image_format",
+        param="markup",
+        type=USER_ERROR,
+    )
