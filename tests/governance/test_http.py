@@ -38,7 +38,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         admin_keys=["sk-admin-one"],
         log_prompts=False,
-        models=CLASSIC_MODELS,  # type: ignore[arg-type]
+        models=CLASSIC_MODELS,
     )
 
 
