@@ -31,6 +31,32 @@ strict = true
 """
 
 
+#: Every OpenAI id from one strict placeholder instance: each follows its own documented rules.
+TODAY_STRICT_CONFIG = """
+[[models]]
+id = "gpt-image-2.6-sunburst"
+strict = true
+aliases = [
+  "gpt-image-2.6-flare", "gpt-image-2.5-sunburst", "gpt-image-2.5-flare", "gpt-image-2",
+  "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-1", "dall-e-3", "dall-e-2",
+]
+"""
+
+
+@pytest.fixture(scope="session")
+def today_strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("today-strict"), TODAY_STRICT_CONFIG)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["lenient", "today_strict"])
+def today_server(request: pytest.FixtureRequest) -> Server:
+    """Today's models in both modes: the default (lenient) server and a strict one."""
+    server: Server = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
 @pytest.fixture(scope="session")
 def lenient_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("lenient"))

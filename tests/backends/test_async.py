@@ -2,83 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from easel.app import create_app
 from easel.backends import (
-    AsyncBackend,
-    AsyncPreviewSink,
-    Capabilities,
     GenerationFailedError,
-    Job,
-    Rendered,
-    StopCheck,
 )
 from easel.settings import ModelSpec, Settings
+from tests.fakes import STUCK, GatedBackend, while_gated
 from tests.helpers import decode
-
-#: How long a test waits for something that should happen at once before calling it stuck.
-STUCK = 120
-
-
-class GatedBackend(AsyncBackend):
-    """Renders flat images once its gate opens; meanwhile it only awaits."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(spec)
-        self.waiting = threading.Event()
-        self.closed = False
-        self.fail: Exception | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._gate: asyncio.Event | None = None
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(
-            operations=frozenset({"generations"}),
-            transparent_background=False,
-            extensions=frozenset({"seed"}),
-        )
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._gate = asyncio.Event()
-
-    async def close(self) -> None:
-        self.closed = True
-
-    def open_gate(self) -> None:
-        assert self._loop is not None
-        assert self._gate is not None
-        self._loop.call_soon_threadsafe(self._gate.set)
-
-    async def render(
-        self, job: Job, on_preview: AsyncPreviewSink | None = None, stop: StopCheck | None = None
-    ) -> AsyncIterator[Rendered]:
-        assert self._gate is not None
-        self.waiting.set()
-        await self._gate.wait()
-        if self.fail is not None:
-            raise self.fail
-        r = job.render
-        for i in range(r.n):
-            seed = (r.seed or 0) + i
-            shade = seed % 256
-            for step in range(r.previews):
-                if on_preview is not None:
-                    await on_preview(i, step, Image.new("RGB", (r.width, r.height), (step, 0, 0)))
-            yield Rendered(image=Image.new("RGB", (r.width, r.height), (shade, shade, shade)), seed=seed)
 
 
 @pytest.fixture
@@ -92,25 +31,6 @@ def gated(tmp_path: Path) -> Iterator[tuple[TestClient, GatedBackend]]:
     with TestClient(create_app(settings, backends={"upstream": backend})) as client:
         yield client, backend
     assert backend.closed, "close() ran at shutdown"
-
-
-def while_gated(
-    client: TestClient,
-    backend: GatedBackend,
-    body: dict[str, Any],
-    meanwhile: Callable[[], None] = lambda: None,
-) -> Any:
-    """POST `body` to the gated model; once it waits in the backend, run `meanwhile`, then open
-    the gate (also when `meanwhile` failed, so nothing is left hanging) and return the answer."""
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(client.post, "/v1/images/generations", json={"model": "upstream", **body})
-        try:
-            assert backend.waiting.wait(STUCK), "the request never reached the backend"
-            meanwhile()
-            assert not pending.done(), "it waited for the gate"
-        finally:
-            backend.open_gate()
-        return pending.result(STUCK)
 
 
 def test_a_waiting_async_run_holds_no_cpu_slot(gated: tuple[TestClient, GatedBackend]) -> None:

@@ -56,3 +56,25 @@ def test_document_describes_the_three_endpoints() -> None:
     assert "enum" not in size, "the 2.x models take free sizes: a pattern, not a list"
     for example in ("1792x1024", "256x256", "1536x864", "auto"):
         assert re.fullmatch(size["pattern"], example), example
+
+
+def test_document_has_todays_fields() -> None:
+    """CONTRACT §8's fields are in the document, typed as the SDKs send them."""
+    document = APP.openapi()
+    content = document["paths"]["/v1/images/generations"]["post"]["requestBody"]["content"]
+    fields = content["application/json"]["schema"]["properties"]
+    assert fields["complexity"]["enum"] == ["low", "medium", "high"]
+    assert (fields["frame_count"]["minimum"], fields["frame_count"]["maximum"]) == (2, 16)
+    assert "frame_duration_ms" in fields
+    assert fields["safety_identifier"]["type"] == "string"
+    assert {"gif", "svg"} <= set(fields["output_format"]["enum"])
+    assert {"xhigh", "max"} <= set(fields["quality"]["enum"])
+    svg = fields["svg"]
+    assert svg["type"] == "object"
+    assert svg["properties"]["reasoning"]["properties"]["effort"]["enum"][-1] == "max"
+    edit = document["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert edit["schema"]["properties"]["markup"] == {"type": "string", "format": "binary"}
+    response = document["components"]["schemas"]["ImagesResponse"]["properties"]
+    assert {"safety_identifier", "svg_usage"} <= set(response)
+    entry = document["components"]["schemas"]["ModelEntry"]["properties"]
+    assert "shutdown_date" in entry

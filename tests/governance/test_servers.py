@@ -139,3 +139,27 @@ def test_redis_shares_limits_between_processes(redis_server: Redis, tmp_path: Pa
         refused = generate(b, key["secret"])
         assert refused.status_code == 429
         assert "Limit 3, Used 3, Requested 1" in refused.json()["error"]["message"]
+
+
+def test_a_spent_budget_is_not_retried_by_the_sdk(tmp_path: Path) -> None:
+    """insufficient_quota carries no retry-after and says x-should-retry: false (CONTRACT §8), so the
+    SDK gives up at once; a rate limit's 429 keeps its retry headers (the test above)."""
+    database_url = f"sqlite:///{tmp_path / 'keys.db'}"
+    key = create_key(database_url, "--budget-images", "1", "--budget-period", "total")
+    with servers(tmp_path, f'database_url = "{database_url}"\n') as (server,):
+        patient = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key["secret"], max_retries=2)
+        patient.images.generate(prompt="one", size="1024x1024")
+        with pytest.raises(openai.RateLimitError) as refused:
+            patient.images.generate(prompt="two", size="1024x1024")
+        assert refused.value.code == "insufficient_quota"
+        headers = refused.value.response.headers
+        assert headers["x-should-retry"] == "false"
+        assert "retry-after" not in headers
+        assert "retry-after-ms" not in headers
+        scrape = httpx.get(f"{server.url}/metrics", timeout=30).text
+        sent = [
+            line
+            for line in scrape.splitlines()
+            if line.startswith("easel_requests_total") and 'status="429"' in line
+        ]
+        assert [float(line.rsplit(" ", 1)[1]) for line in sent] == [1.0], "one attempt: the SDK did not retry"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from ..imaging import Upload
 MAX_FILES = 18
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 1024 * 1024
+#: `svg[reasoning][effort]`: a form field of a nested object, as the SDKs send one (CONTRACT §8).
+BRACKETED = re.compile(r"^(\w+)((?:\[\w+\])+)$")
 BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
     "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
@@ -101,7 +104,24 @@ async def _form(request: Request) -> Body:
                     )
                 )
             else:
-                body.fields[name] = value
+                _put(body.fields, name, value)
     finally:
         await form.close()
     return body
+
+
+def _put(fields: dict[str, Any], name: str, value: str) -> None:
+    """A text field, its bracketed name (`svg[model]`) read as a path into nested objects."""
+    found = BRACKETED.match(name)
+    if found is None:
+        fields[name] = value
+        return
+    keys = [found[1], *re.findall(r"\[(\w+)\]", found[2])]
+    target = fields
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise errors.BadRequestError(
+                f"Invalid form field '{name}': '{key}' was also sent as a plain value.", param=name
+            )
+    target[keys[-1]] = value

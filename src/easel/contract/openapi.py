@@ -26,12 +26,20 @@ PATHS: dict[str, Operation] = {
 
 
 def _merge(into: dict[str, Any], schema: dict[str, Any]) -> None:
-    """Widen `into` so it admits what `schema` admits (the union of the served models)."""
+    """Widen `into` so it admits what `schema` admits (the union of the served models): a bound
+    or a list that only one of them has no longer holds."""
     if "enum" in into and "enum" in schema:
         into["enum"] += [v for v in schema["enum"] if v not in into["enum"]]
+    elif "enum" in into or "enum" in schema:
+        into.pop("enum", None)
+        into.setdefault("pattern", schema.get("pattern"))
+        if into["pattern"] is None:
+            del into["pattern"]
     for key, pick in (("minimum", min), ("maximum", max), ("maxLength", max)):
         if key in into and key in schema:
             into[key] = pick(into[key], schema[key])
+        else:
+            into.pop(key, None)
 
 
 def _fields(models: Iterable[ModelRules], op: Operation, *, json: bool) -> dict[str, Any]:
@@ -61,7 +69,11 @@ def _body(models: list[ModelRules], op: Operation) -> dict[str, Any]:
         return {"required": True, "content": content}
     files: dict[str, Any] = {"image": BINARY}
     if op == "edits":
-        files |= {"image[]": {"type": "array", "items": BINARY, "maxItems": 16}, "mask": BINARY}
+        files |= {
+            "image[]": {"type": "array", "items": BINARY, "maxItems": 16},
+            "mask": BINARY,
+            "markup": BINARY,
+        }
     content["multipart/form-data"] = {
         "schema": {"type": "object", "properties": files | form, "required": [*required, "image"]}
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs import Capabilities, Operation
+from ..jobs import STILL_FORMATS, Capabilities, Operation
 from .params import Param
 from .profiles import Surface
 
@@ -41,11 +41,15 @@ def table(surface: Surface, caps: Capabilities, op: Operation, *, json: bool) ->
     if surface.profile == "dall-e-3":
         fields.append(Param("style", "string", choices=("vivid", "natural"), default="vivid"))
     if gpt:
+        # A variation is a twist of a raster image: it comes back as one, never as an animation or SVG.
+        formats = (
+            surface.formats if op != "variations" else tuple(f for f in surface.formats if f in STILL_FORMATS)
+        )
         background = ("transparent", "opaque", "auto") if caps.transparent_background else ("opaque", "auto")
         fields += [
             Param("quality", "string", choices=surface.qualities, default="auto"),
             Param("background", "string", choices=background, default="auto"),
-            Param("output_format", "string", choices=surface.formats, default="png"),
+            Param("output_format", "string", choices=formats, default="png"),
             Param("output_compression", "integer", minimum=0, maximum=100),
         ]
         if op == "generations" or json:
@@ -66,9 +70,7 @@ def table(surface: Surface, caps: Capabilities, op: Operation, *, json: bool) ->
     if not gpt or not surface.strict:
         default_format = "b64_json" if gpt else "url"
         fields.append(Param("response_format", "string", choices=("url", "b64_json"), default=default_format))
-    fields.append(
-        Param("safety_identifier", "string", max_length=256, doc="Your end user, for abuse monitoring.")
-    )
+    fields.append(Param("safety_identifier", "string", doc="Your end user (hashed), for abuse monitoring."))
     fields.append(Param("user", "string", doc="Deprecated: use safety_identifier."))
     fields += _extensions(surface, caps, op)
     return {p.name: p for p in fields}

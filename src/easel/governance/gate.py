@@ -116,6 +116,7 @@ class Gate:
             pixels=render.n * render.width * render.height,
             input_tokens=plan.usage["input_tokens"],
             output_tokens=plan.usage["output_tokens"],
+            safety_identifier=plan.delivery.safety_identifier,
         )
         categories = await self.moderator.check(getattr(job, "prompt", None), render.moderation)
         if categories:

@@ -61,6 +61,7 @@ class Entry:
     pixels: int
     input_tokens: int
     output_tokens: int
+    safety_identifier: str | None = None
 
 
 #: The string columns an Entry fills, and their lengths: a longer value is cut to fit.

@@ -19,10 +19,16 @@ from .base import Download, Storage, StoredImage
 
 #: `<expiry unix time>-<32 hex>.<ext>`: the name carries its own expiry, and the pattern
 #: admits no path separators, so a name can never leave the image directory.
-NAME = re.compile(r"^(?P<expires>\d{1,12})-(?P<id>[0-9a-f]{32})\.(?P<ext>png|jpeg|webp)$")
+NAME = re.compile(r"^(?P<expires>\d{1,12})-(?P<id>[0-9a-f]{32})\.(?P<ext>png|jpeg|webp|gif|svg)$")
 TMP_PREFIX = ".tmp-"
 TMP_MAX_AGE = 3600
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",
+}
 ROUTE = "/files/images"
 
 

@@ -61,6 +61,12 @@ class DiffusersBackend(Backend):
             problem = self.info.size_problem(width, height)
             if problem:
                 raise BackendConfigError(f"model {spec.id!r}: size {size} cannot be served: {problem}")
+        rule, multiple = self.surface.size_rule, self.info.size_multiple
+        if spec.size_rule is not None and rule is not None and rule.multiple % multiple:
+            raise BackendConfigError(
+                f"model {spec.id!r}: size_rule.multiple {rule.multiple} cannot be served: "
+                f"{self.info.family.name} pipelines need sides that are multiples of {multiple}"
+            )
         self.loaded: Loaded | None = None
         self._lock = threading.Lock()
 
@@ -81,6 +87,8 @@ class DiffusersBackend(Backend):
             guidance_range=(0.0, self.options.max_guidance_scale),
             max_input_images=1,
             previews=True,
+            complexity=self.options.complexity is not None,
+            markup=True,
         )
 
     @property
@@ -146,7 +154,7 @@ class DiffusersBackend(Backend):
         if isinstance(job, EditJob) or self.info.inpainting:
             return None
         r = job.render
-        steps = r.steps or self.options.steps.for_quality(r.quality)
+        steps = self._steps(r)
         return (
             job.operation,
             r.width,
@@ -232,6 +240,11 @@ class DiffusersBackend(Backend):
             return self._image2image(loaded, r, self.options.variation_prompt, source, strength, seeds, hooks)
         source = _fit(job.images[0], size)
         area = _edit_area(job, size)
+        if job.markup is not None:  # sketch-guided: the pipeline sees the strokes and repaints them
+            sketched = Image.alpha_composite(source.convert("RGBA"), _fit(job.markup, size)).convert("RGB")
+            return self._inpaint(
+                loaded, r, job.prompt, sketched, area, self.options.markup_strength, seeds, hooks
+            )
         rgb = source.convert("RGB")
         if area.getbbox() is None:  # nothing marked: image-to-image over the whole picture
             strength = getattr(self.options.edit_strength, job.input_fidelity)
@@ -300,7 +313,7 @@ class DiffusersBackend(Backend):
         """One pipeline call, a prompt and a seeded generator per image (batched or not alike)."""
         import torch
 
-        steps = r.steps or self.options.steps.for_quality(r.quality)
+        steps = self._steps(r)
         strength = inputs.get("strength", 1.0)
         kwargs: dict[str, Any] = {
             "prompt": prompts,
@@ -336,6 +349,16 @@ class DiffusersBackend(Backend):
             if flagged:
                 image.info[FLAGGED] = SAFETY_CHECKER_CATEGORIES
         return images
+
+    def _steps(self, r: Render) -> int:
+        """`steps`, else the quality's, scaled by the operator's `complexity` factor if any."""
+        if r.steps:
+            return r.steps
+        steps = self.options.steps.for_quality(r.quality, self.options.max_steps)
+        if r.complexity and self.options.complexity is not None:
+            factor: float = getattr(self.options.complexity, r.complexity)
+            steps = min(self.options.max_steps, max(1, round(steps * factor)))
+        return steps
 
     def _guidance(self, r: Render) -> float:
         if r.guidance_scale is not None:
@@ -378,7 +401,12 @@ def _full(size: tuple[int, int]) -> Image.Image:
 
 
 def _edit_area(job: EditJob, size: tuple[int, int]) -> Image.Image:
-    """How much to repaint per pixel (255 = all): OpenAI's alpha 0 is diffusers' white."""
+    """How much to repaint per pixel (255 = all): OpenAI's alpha 0 is diffusers' white; markup's
+    strokes (its opaque pixels), grown by a VAE cell or so, so the repaint covers them whole."""
+    if job.markup is not None:
+        marks = job.markup.getchannel("A").point(lambda a: 255 if a else 0)
+        marks = marks if marks.size == size else marks.resize(size, Image.Resampling.NEAREST)
+        return marks.filter(ImageFilter.MaxFilter(2 * max(4, min(size) // 64) + 1))
     source = job.mask if job.mask is not None else job.images[0]
     if "A" not in source.getbands():
         return Image.new("L", size, 0)

@@ -8,8 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..base import BackendOptions
 
-#: easel quality names onto the three step counts (dall-e's standard/hd included).
-QUALITY_STEPS = {"low": "low", "medium": "medium", "high": "high", "standard": "medium", "hd": "high"}
+#: easel quality names onto the step counts (dall-e's standard/hd included).
+QUALITY_STEPS = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+    "standard": "medium",
+    "hd": "high",
+}
 
 
 class Steps(BaseModel):
@@ -20,9 +28,27 @@ class Steps(BaseModel):
     low: int = Field(8, ge=1)
     medium: int = Field(20, ge=1)
     high: int = Field(40, ge=1)
+    xhigh: int | None = Field(None, ge=1, description="Default: 1.5 times `high`, within `max_steps`.")
+    max: int | None = Field(None, ge=1, description="Default: twice `high`, within `max_steps`.")
 
-    def for_quality(self, quality: str) -> int:
-        return int(getattr(self, QUALITY_STEPS.get(quality, "medium")))
+    def for_quality(self, quality: str, most: int) -> int:
+        """The steps of a quality; xhigh and max, when not set, from `high` (never past `most`)."""
+        name = QUALITY_STEPS.get(quality, "medium")
+        if name == "xhigh":
+            return self.xhigh or min(most, -(-self.high * 3 // 2))
+        if name == "max":
+            return self.max or min(most, self.high * 2)
+        return int(getattr(self, name))
+
+
+class Complexity(BaseModel):
+    """Step-count factors per `complexity` (planning effort, apart from `quality`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float = Field(0.5, gt=0)
+    medium: float = Field(1.0, gt=0)
+    high: float = Field(1.5, gt=0)
 
 
 class EditStrength(BaseModel):
@@ -84,10 +110,19 @@ class DiffusersOptions(BackendOptions):
     compile: bool = Field(
         False, description="torch.compile the denoiser; compiled at start-up with one warm-up image."
     )
+    complexity: Complexity | None = Field(
+        None,
+        description="Honour `complexity` by scaling the step count per value (unset: `complexity` is "
+        "refused with a 400, since a diffusion model has no separate planning stage).",
+    )
+    markup_strength: float = Field(
+        0.8, gt=0, le=1, description="How far a markup edit repaints the sketch drawn over the image."
+    )
 
     @model_validator(mode="after")
     def _steps_within_limit(self) -> DiffusersOptions:
-        most = max(self.steps.low, self.steps.medium, self.steps.high)
+        most = max(s for s in (self.steps.low, self.steps.medium, self.steps.high, self.steps.xhigh,
+                              self.steps.max) if s is not None)  # fmt: skip
         if most > self.max_steps:
             raise ValueError(f"steps ({most}) exceed max_steps ({self.max_steps})")
         return self

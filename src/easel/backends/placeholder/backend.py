@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import ClassVar, cast
 
-from PIL import Image
+from PIL import Image, ImageFilter
 from pydantic import Field
 
+from ... import errors
 from ...jobs import (
     EXTENSIONS,
+    STILL_FORMATS,
     Capabilities,
     EditJob,
     GenerateJob,
@@ -23,10 +25,12 @@ from ...jobs import (
     VariationJob,
 )
 from ..base import SEED_SPACE, Backend, BackendOptions, StopCheck
-from .paint import Brief, Stage, derive_seed, paint
+from .paint import Brief, Stage, derive_seed, frames, paint, plan, raster, vector
 
 #: Shape count per quality: higher quality paints more, like more diffusion steps.
-STROKES = {"low": 6, "medium": 10, "high": 16, "standard": 10, "hd": 16}
+STROKES = {"low": 6, "medium": 10, "high": 16, "xhigh": 24, "max": 32, "standard": 10, "hd": 16}
+#: `complexity` is planning: it scales how many shapes are planned, apart from quality.
+PLANNING = {"low": 0.5, "medium": 1.0, "high": 2.0}
 
 
 class PlaceholderOptions(BackendOptions):
@@ -49,7 +53,19 @@ class PlaceholderBackend(Backend):
             extensions=frozenset(EXTENSIONS),
             max_steps=64,
             guidance_range=(0.0, 30.0),
+            output_formats=STILL_FORMATS | {"gif", "svg"},
+            complexity=True,
+            markup=True,
         )
+
+    def validate(self, job: Job) -> None:
+        if job.render.vector and not isinstance(job, GenerateJob):
+            raise errors.BadRequestError(
+                "The placeholder makes SVG output for generations only: an edit's picture is not a "
+                "vector drawing. Ask for png, jpeg or webp.",
+                code="invalid_value",
+                param="output_format",
+            )
 
     def run(
         self, job: Job, on_preview: PreviewSink | None = None, stop: StopCheck | None = None
@@ -61,12 +77,12 @@ class PlaceholderBackend(Backend):
             seed = (base_seed + index) % SEED_SPACE
             sink = _numbered(on_preview, index) if on_preview else None
             if isinstance(job, GenerateJob):
-                image = self._generate(job, seed, sink)
+                made = self._generate(job, seed, sink)
             elif isinstance(job, EditJob):
-                image = self._edit(job, seed, sink)
+                made = self._edit(job, seed, sink)
             else:
-                image = self._vary(job, seed, sink)
-            yield Rendered(image=image, seed=seed, revised_prompt=_prompt_of(job))
+                made = Rendered(image=self._vary(job, seed, sink))
+            yield replace(made, seed=seed, revised_prompt=_prompt_of(job))
 
     # -- operations ---------------------------------------------------------------------
 
@@ -76,30 +92,36 @@ class PlaceholderBackend(Backend):
             saturation = 0.6
         if render.guidance_scale is not None:
             saturation *= min(1.0, 0.3 + render.guidance_scale / 10.0)
+        strokes = render.steps or round(
+            STROKES.get(render.quality, 10) * PLANNING.get(render.complexity or "", 1.0)
+        )
         return Brief(
             prompt=prompt,
             width=render.width,
             height=render.height,
             seed=seed,
-            strokes=render.steps or STROKES.get(render.quality, 10),
+            # An animation adds at least one shape a frame, so that no two frames are alike.
+            strokes=max(strokes, render.frames),
             transparent=transparent,
             negative_prompt=render.negative_prompt,
             saturation=saturation,
             caption=self.options.caption,
         )
 
-    def _generate(self, job: GenerateJob, seed: int, sink: Stage | None) -> Image.Image:
+    def _generate(self, job: GenerateJob, seed: int, sink: Stage | None) -> Rendered:
         r = job.render
-        brief = self._brief(r, job.prompt, seed, r.background == "transparent")
-        return paint(brief, sink, r.previews)
+        scene = plan(self._brief(r, job.prompt, seed, r.background == "transparent"))
+        svg = vector(scene) if r.vector else None
+        if r.frames > 1:
+            animation = frames(scene, r.frames)
+            return Rendered(image=animation[-1], frames=tuple(animation), svg=svg)
+        return Rendered(image=raster(scene, sink, r.previews), svg=svg)
 
-    def _edit(self, job: EditJob, seed: int, sink: Stage | None) -> Image.Image:
+    def _edit(self, job: EditJob, seed: int, sink: Stage | None) -> Rendered:
         r = job.render
         size = (r.width, r.height)
         base = _fit(job.images[0], size).convert("RGBA")
-        # The edit area: alpha 0 in the mask, else in the image itself (CONTRACT §2).
-        source = _fit(job.mask, size, Image.Resampling.NEAREST) if job.mask else base
-        area = source.getchannel("A").point(lambda a: 255 if a == 0 else 0)
+        area = _edit_area(job, base, size)
         whole = area.getextrema() == (0, 0)
         brief = self._brief(r, job.prompt, seed, r.background == "transparent")
         references = [_fit(im, size).convert("RGBA") for im in job.images[1:]]
@@ -113,8 +135,11 @@ class PlaceholderBackend(Backend):
                 return Image.blend(fill, base, keep)
             return Image.composite(fill, base, area)
 
+        if r.frames > 1:
+            animation = tuple(_flatten(repaint(f), r.background) for f in frames(plan(brief), r.frames))
+            return Rendered(image=animation[-1], frames=animation)
         stage_sink = (lambda canvas: sink(repaint(canvas))) if sink else None
-        return _flatten(repaint(paint(brief, stage_sink, r.previews)), r.background)
+        return Rendered(image=_flatten(repaint(paint(brief, stage_sink, r.previews)), r.background))
 
     def _vary(self, job: VariationJob, seed: int, sink: Stage | None) -> Image.Image:
         r = job.render
@@ -153,6 +178,21 @@ class PlaceholderBackend(Backend):
             r.negative_prompt,
             r.style,
         )
+
+
+def _edit_area(job: EditJob, base: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Where to repaint (255): alpha 0 in the mask; else the markup's strokes (its opaque pixels),
+    grown a little so the repaint covers them; else alpha 0 in the image itself (CONTRACT §2)."""
+    if job.mask is not None:
+        alpha = _fit(job.mask, size, Image.Resampling.NEAREST).getchannel("A")
+        return alpha.point(lambda a: 255 if a == 0 else 0)
+    if job.markup is not None:
+        marks = (
+            _fit(job.markup, size, Image.Resampling.NEAREST).getchannel("A").point(lambda a: 255 if a else 0)
+        )
+        grow = max(1, min(size) // 128)
+        return marks.filter(ImageFilter.MaxFilter(2 * grow + 1))
+    return base.getchannel("A").point(lambda a: 255 if a == 0 else 0)
 
 
 def _numbered(on_preview: PreviewSink, image_index: int) -> Stage:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from xml.sax.saxutils import escape
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -129,10 +130,10 @@ def palette(brief: Brief, rng: random.Random) -> list[RGB]:
     return [_saturate(c, brief.saturation) for c in colours]
 
 
-def _gradient(brief: Brief, stops: list[RGB], rng: random.Random) -> np.ndarray:
+def _gradient(scene: Scene) -> np.ndarray:
     """A diagonal multi-stop gradient at full size, built as a strided view of one ramp."""
+    brief, stops, slope = scene.brief, scene.stops, scene.slope
     w, h = brief.width, brief.height
-    slope = rng.choice((0, 1, 2))
     length = w + slope * h
     xs = np.linspace(0.0, 1.0, len(stops))
     t = np.linspace(0.0, 1.0, length)
@@ -140,7 +141,7 @@ def _gradient(brief: Brief, stops: list[RGB], rng: random.Random) -> np.ndarray:
     ramp = np.zeros((length, channels), dtype=np.uint8)
     for c in range(3):
         ramp[:, c] = np.interp(t, xs, [s[c] for s in stops]).astype(np.uint8)
-    if rng.random() < 0.5:
+    if scene.flipped:
         ramp = np.ascontiguousarray(ramp[::-1])
     # pixel (y, x) = ramp[x + slope*y]: each row is a contiguous slice, so the copy is cheap.
     step = ramp.strides[0]
@@ -170,33 +171,78 @@ def _shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
         draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=colour)
 
 
+@dataclass(frozen=True)
+class Stroke:
+    """One prompt word's shape: a darker halo, the body, and (but for rings) a highlight."""
+
+    kind: str
+    cx: float
+    cy: float
+    r: float
+    colour: RGB
+
+    def layers(self) -> list[tuple[float, float, float, RGB]]:
+        """(cx, cy, r, colour) of each fill, bottom to top: a soft look from three cheap fills."""
+        out = [(self.cx, self.cy, self.r * 1.12, _mix(self.colour, (0, 0, 0), 0.35))]
+        out.append((self.cx, self.cy, self.r, self.colour))
+        if self.kind != "ring":
+            r = self.r
+            out.append(
+                (self.cx - r * 0.2, self.cy - r * 0.2, r * 0.45, _mix(self.colour, (255, 255, 255), 0.3))
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A planned picture: the background and every stroke, before a pixel is drawn."""
+
+    brief: Brief
+    stops: tuple[RGB, ...]
+    slope: int
+    flipped: bool
+    strokes: tuple[Stroke, ...]
+
+
+def plan(brief: Brief) -> Scene:
+    """Every choice of the picture, drawn from the seed in a fixed order."""
+    rng = random.Random(brief.seed)
+    colours = palette(brief, rng)
+    slope = rng.choice((0, 1, 2))
+    flipped = rng.random() < 0.5
+    banned = set(words_of(brief.negative_prompt))
+    words = [w for w in words_of(brief.prompt) if w not in banned] or ["easel"]
+    short = min(brief.width, brief.height)
+    strokes = []
+    for step in range(brief.strokes):
+        word = words[step % len(words)]
+        kind = SHAPES[_stable_hash(word) % len(SHAPES)]
+        colour = COLOURS.get(word) or SCENES.get(word) or colours[(step + 3) % len(colours)]
+        r = short * rng.uniform(0.05, 0.2)
+        cx, cy = rng.uniform(0, brief.width), rng.uniform(0, brief.height * 0.85)
+        strokes.append(Stroke(kind, cx, cy, r, _saturate(colour, brief.saturation)))
+    return Scene(brief, tuple(colours[:3]), slope, flipped, tuple(strokes))
+
+
 def paint(brief: Brief, on_stage: Stage | None = None, stages: int = 0) -> Image.Image:
     """Paint one image; call `on_stage` with a copy of the canvas at `stages` evenly spaced steps.
 
     The steps are real: the background, then one prompt word's shape per step, then the
     caption. A stage shows the canvas as it stood after that step.
     """
-    rng = random.Random(brief.seed)
-    colours = palette(brief, rng)
-    canvas = Image.fromarray(_gradient(brief, colours[:3], rng))
+    return raster(plan(brief), on_stage, stages)
+
+
+def raster(scene: Scene, on_stage: Stage | None = None, stages: int = 0) -> Image.Image:
+    """The scene's pixels, stroke by stroke (see `paint`)."""
+    brief = scene.brief
+    canvas = Image.fromarray(_gradient(scene))
     draw = ImageDraw.Draw(canvas)
-    banned = set(words_of(brief.negative_prompt))
-    words = [w for w in words_of(brief.prompt) if w not in banned] or ["easel"]
-    total = brief.strokes + 1
+    total = len(scene.strokes) + 1
     marks = {round(j * total / (stages + 1)) for j in range(1, stages + 1)} if stages else set()
-    short = min(brief.width, brief.height)
-    for step in range(brief.strokes):
-        word = words[step % len(words)]
-        kind = SHAPES[_stable_hash(word) % len(SHAPES)]
-        colour = COLOURS.get(word) or SCENES.get(word) or colours[(step + 3) % len(colours)]
-        colour = _saturate(colour, brief.saturation)
-        r = short * rng.uniform(0.05, 0.2)
-        cx, cy = rng.uniform(0, brief.width), rng.uniform(0, brief.height * 0.85)
-        # A darker halo, the body, and a highlight: a soft look from three cheap fills.
-        _shape(draw, kind, cx, cy, r * 1.12, _mix(colour, (0, 0, 0), 0.35))
-        _shape(draw, kind, cx, cy, r, colour)
-        if kind != "ring":
-            _shape(draw, kind, cx - r * 0.2, cy - r * 0.2, r * 0.45, _mix(colour, (255, 255, 255), 0.3))
+    for step, stroke in enumerate(scene.strokes):
+        for cx, cy, r, colour in stroke.layers():
+            _shape(draw, stroke.kind, cx, cy, r, colour)
         if on_stage is not None and step + 1 in marks:
             on_stage(canvas.copy())
     if brief.caption:
@@ -204,10 +250,78 @@ def paint(brief: Brief, on_stage: Stage | None = None, stages: int = 0) -> Image
     return canvas
 
 
+def frames(scene: Scene, count: int) -> list[Image.Image]:
+    """An animation of the painting: `count` frames, each a later stage, the last the finished picture."""
+    stages: list[Image.Image] = []
+    final = raster(scene, stages.append, count - 1)
+    return [*stages, final]
+
+
+def vector(scene: Scene) -> str:
+    """The same scene as an SVG document: the gradient, every stroke's fills, and the caption."""
+    brief = scene.brief
+    w, h = brief.width, brief.height
+    length = w + scene.slope * h
+    k = (length - 1) / (1 + scene.slope**2)  # the gradient runs along (1, slope), as the raster's
+    stops = scene.stops[::-1] if scene.flipped else scene.stops
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
+        f'<defs><linearGradient id="bg" gradientUnits="userSpaceOnUse" x1="0" y1="0" x2="{k:.2f}" '
+        f'y2="{k * scene.slope:.2f}">',
+        *(f'<stop offset="{i / (len(stops) - 1):g}" stop-color="{_hex(c)}"/>' for i, c in enumerate(stops)),
+        "</linearGradient></defs>",
+    ]
+    if not brief.transparent:
+        parts.append(f'<rect width="{w}" height="{h}" fill="url(#bg)"/>')
+    for stroke in scene.strokes:
+        parts += [_svg_shape(stroke.kind, cx, cy, r, c) for cx, cy, r, c in stroke.layers()]
+    if brief.caption:
+        size = max(10, h // 36)
+        x, y = size, h - size * 2 + size  # the raster's text box top, as an SVG baseline
+        text = escape(_caption_text(brief))
+        parts += [_svg_text(x + 1, y + 1, size, "#000", text), _svg_text(x, y, size, "#fff", text)]
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _svg_text(x: int, y: int, size: int, fill: str, text: str) -> str:
+    return f'<text x="{x}" y="{y}" font-size="{size}" font-family="sans-serif" fill="{fill}">{text}</text>'
+
+
+def _svg_shape(kind: str, cx: float, cy: float, r: float, fill: RGB) -> str:
+    colour = _hex(fill)
+    if kind == "disc":
+        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{colour}"/>'
+    if kind == "square":
+        return (
+            f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" '
+            f'rx="{r * 0.25:.1f}" fill="{colour}"/>'
+        )
+    if kind == "ring":
+        width = max(2, int(r * 0.28))  # Pillow draws the outline inside the circle's box
+        return (
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r - width / 2:.1f}" fill="none" stroke="{colour}" '
+            f'stroke-width="{width}"/>'
+        )
+    if kind == "triangle":
+        points = [(cx, cy - r), (cx + r * 0.95, cy + r * 0.8), (cx - r * 0.95, cy + r * 0.8)]
+    else:
+        points = [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
+    return f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" fill="{colour}"/>'
+
+
+def _hex(c: RGB) -> str:
+    return f"#{c[0]:02x}{c[1]:02x}{c[2]:02x}"
+
+
+def _caption_text(brief: Brief) -> str:
+    return brief.prompt if len(brief.prompt) <= 80 else brief.prompt[:77] + "..."
+
+
 def _caption(canvas: Image.Image, brief: Brief) -> None:
     """The prompt along the bottom edge, with a one-pixel shadow, rasterised once."""
     size = max(10, brief.height // 36)
-    text = brief.prompt if len(brief.prompt) <= 80 else brief.prompt[:77] + "..."
+    text = _caption_text(brief)
     font = _font(size)
     _, _, right, bottom = font.getbbox(text)
     if right <= 0 or bottom <= 0:

@@ -73,3 +73,5 @@ class UsageRecord(Base):
     moderation: Mapped[str | None] = mapped_column(String(400), nullable=True)
     #: The budget period charged (for the refund of a request that delivered nothing).
     charged_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    #: The end user the client named (`safety_identifier`, else `user`), for abuse monitoring.
+    safety_identifier: Mapped[str | None] = mapped_column(String(256), nullable=True)
