@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# openai-node for tests/e2e/node, installed from its lockfile.
+NODE_SDK := tests/e2e/node/node_modules/.package-lock.json
 
 .PHONY: serve test lint bench clean
 
@@ -13,10 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench,diffusers]'
 	touch $(STAMP)
 
+$(NODE_SDK): tests/e2e/node/package-lock.json
+	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
+
 serve: $(STAMP)
 	$(BIN)/easel serve
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_SDK)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -26,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency --out docs/bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/e2e/node/node_modules

@@ -79,3 +79,6 @@ def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "easel.toml")
     assert [m.id for m in settings.models] == ["gpt-image-1", "dall-e-2", "preview"]
     assert settings.models[2].options == {"caption": False}
+    preview = settings.models[2]
+    assert (preview.mirrors, preview.aliases) == ("gpt-image-2", ["gpt-image-2-2026-04-21"])
+    assert Surface.of(preview).size_rule is not None

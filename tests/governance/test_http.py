@@ -13,11 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from easel.app import create_app
 from easel.backends.placeholder import PlaceholderBackend
 from easel.governance.db import Database
 from easel.governance.db.database import sqlite_url
+from easel.governance.db.schema import UsageRecord
 from easel.governance.keystore import KeyStore
 from easel.jobs import Job
 from easel.settings import ModelSpec, Settings
@@ -306,3 +308,17 @@ def test_prompts_stay_out_of_logs_by_default(http: TestClient, caplog: pytest.Lo
         http.post("/v1/images/generations", json=GENERATE)
     assert GENERATE["prompt"] not in caplog.text
     assert any(r.name == "easel.access" for r in caplog.records)
+
+
+def test_usage_rows_record_the_safety_identifier(http: TestClient, settings: Settings) -> None:
+    """The non-empty safety_identifier, else user, is kept with the request's usage row."""
+    for extra in ({"safety_identifier": "hash-9", "user": "old"}, {"user": "old"}, {}):
+        assert http.post("/v1/images/generations", json={**GENERATE, **extra}).status_code == 200
+    http.get("/v1/organization/usage/images", params={"start_time": TODAY}, headers=ADMIN)  # flushes
+    db = Database(sqlite_url(settings.data_dir))
+    try:
+        with db.session() as session:
+            rows = session.scalars(select(UsageRecord.safety_identifier).order_by(UsageRecord.id)).all()
+    finally:
+        db.close()
+    assert rows == ["hash-9", "old", None]

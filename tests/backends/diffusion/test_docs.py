@@ -47,4 +47,4 @@ def test_example_loads_and_its_sizes_suit_the_pipeline(example: str, tmp_path: P
     assert backend.info.family.name == {"Flux": "flux", "StableDiffusionXL": "sdxl"}.get(
         REPOS[repo].removesuffix("Pipeline"), "sd"
     )
-    assert spec.id == "gpt-image-1"
+    assert "gpt-image-1" in spec.ids, "each example answers apps that ask for gpt-image-1"
