@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import openai
+import pytest
 from openai.types import Image as ImageItem
 from openai.types import ImagesResponse
 from PIL import Image
@@ -45,6 +49,26 @@ def mask_png(size: tuple[int, int], hole: tuple[int, int, int, int]) -> bytes:
     buf = io.BytesIO()
     mask.save(buf, "PNG")
     return buf.getvalue()
+
+
+def markup_png(
+    size: tuple[int, int], stroke: tuple[int, int, int, int], colour: object = (255, 0, 0, 255)
+) -> bytes:
+    """A markup for an edit: transparent but for one opaque stroke, where the edit goes."""
+    markup = Image.new("RGBA", size, (0, 0, 0, 0))
+    markup.paste(colour, stroke)  # type: ignore[arg-type]
+    buf = io.BytesIO()
+    markup.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def refusal(call: Callable[[], object]) -> dict[str, Any]:
+    """The error body of the 400 `call` gets, never an unknown parameter (CONTRACT §8)."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        call()
+    body: dict[str, Any] = refused.value.body  # type: ignore[assignment]
+    assert body["code"] != "unknown_parameter", body
+    return body
 
 
 def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from easel.contract.catalogue import MODELS
 from tests.conftest import sdk
-from tests.helpers import Server, decode, items, mask_png, noisy_png, png
+from tests.helpers import Server, decode, items, markup_png, mask_png, noisy_png, png, refusal
 
 pytestmark = pytest.mark.slow
 FREE = ["gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.6-sunburst"]
@@ -25,15 +25,6 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def image_of(result: openai.types.ImagesResponse) -> Image.Image:
     return decode(base64.b64decode(items(result)[0].b64_json or ""))
-
-
-def refusal(call: Any) -> dict[str, Any]:
-    """The error body of a 400 (never an unknown parameter: CONTRACT §8)."""
-    with pytest.raises(openai.BadRequestError) as refused:
-        call()
-    body: dict[str, Any] = refused.value.body  # type: ignore[assignment]
-    assert body["code"] != "unknown_parameter", body
-    return body
 
 
 # -- models, sizes, qualities --------------------------------------------------------------
@@ -292,15 +283,6 @@ def test_multipart_svg_fields_nest(today_server: Server) -> None:
 # -- markup edits ---------------------------------------------------------------------------
 
 
-def markup_png(size: tuple[int, int], stroke: tuple[int, int, int, int]) -> bytes:
-    """Transparent but for one red stroke: where the edit goes."""
-    markup = Image.new("RGBA", size, (0, 0, 0, 0))
-    markup.paste((255, 0, 0, 255), stroke)
-    buf = io.BytesIO()
-    markup.save(buf, "PNG")
-    return buf.getvalue()
-
-
 def test_markup_edits_repaint_only_near_the_marks(today_server: Server) -> None:
     source = noisy_png((1024, 1024), seed=4)
     result = sdk(today_server).images.edit(
@@ -343,8 +325,13 @@ def test_markup_is_a_2x_feature_in_strict_mode(today_strict_server: Server) -> N
     client = sdk(today_strict_server)
     markup = ("k.png", markup_png((256, 256), (10, 10, 50, 50)), "image/png")
     for model in ("gpt-image-2", "gpt-image-1.5"):
-        error = refusal(lambda m=model: client.images.edit(
-            model=m, image=("i.png", noisy_png(), "image/png"), prompt="x", markup=markup))  # fmt: skip
+
+        def edit(model: str = model) -> object:
+            return client.images.edit(
+                model=model, image=("i.png", noisy_png(), "image/png"), prompt="x", markup=markup
+            )
+
+        error = refusal(edit)
         assert (error["param"], error["code"]) == ("markup", "invalid_value")
     image = ("i.png", noisy_png(), "image/png")
     ok = client.images.edit(model="gpt-image-2.5-flare", image=image, prompt="x", markup=markup)

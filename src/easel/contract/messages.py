@@ -124,6 +124,16 @@ def invalid_mask(why: str) -> BadRequestError:
     )
 
 
+def invalid_markup(why: str) -> BadRequestError:
+    """A markup image that cannot guide an edit, in the words of the mask's messages."""
+    return BadRequestError(
+        f"Invalid markup image format - {why}.",
+        code="invalid_markup_image_format",
+        param="markup",
+        type=USER_ERROR,
+    )
+
+
 def invalid_png_compression() -> BadRequestError:
     return BadRequestError(
         "Compression less than 100 is not supported for PNG output format",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image
 
 from .. import imaging
-from ..errors import USER_ERROR, BadRequestError
+from ..errors import BadRequestError
 from ..imaging import Limits, Upload
 from ..jobs import (
     Capabilities,
@@ -183,16 +183,18 @@ class ModelRules:
         if with_mask:
             raise messages.cannot_combine("markup", "markup cannot be combined with mask; send one of them.")
         if len(parts) > 1:
-            raise _bad_markup("only one markup image may be given")
+            raise messages.invalid_markup("only one markup image may be given")
         markup = self._decode(parts[0], limits)
         if markup.format != "PNG" or not imaging.has_alpha(markup):
-            raise _bad_markup("markup must be a PNG with an alpha channel")
+            raise messages.invalid_markup("markup must be a PNG with an alpha channel")
         markup = imaging.to_rgba(markup)
         lowest, _ = markup.getchannel("A").getextrema()
         if lowest != 0:
-            raise _bad_markup("markup must contain transparent pixels (alpha 0) where the image is kept")
+            raise messages.invalid_markup(
+                "markup must contain transparent pixels (alpha 0) where the image is kept"
+            )
         if markup.size != first.size:
-            raise _bad_markup(
+            raise messages.invalid_markup(
                 f"markup size {markup.width}x{markup.height} does not match "
                 f"image size {first.width}x{first.height}"
             )
@@ -349,12 +351,3 @@ class ModelRules:
             return (abs(w / h - aspect), abs(w * h - area))
 
         return min(self.surface.sizes, key=distance)
-
-
-def _bad_markup(why: str) -> BadRequestError:
-    return BadRequestError(
-        f"Invalid markup image format - {why}.",
-        code="invalid_markup_image_format",
-        param="markup",
-        type=USER_ERROR,
-    )

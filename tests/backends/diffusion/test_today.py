@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openai
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from easel.app import create_app
 from easel.backends import BackendConfigError
@@ -21,17 +18,9 @@ from easel.backends.diffusion.options import Steps
 from easel.jobs import Render
 from easel.settings import ModelSpec, Settings
 from tests.conftest import sdk
-from tests.helpers import Server, decode, items, noisy_png
+from tests.helpers import Server, decode, items, markup_png, noisy_png, refusal
 
 FAST = {"dtype": "float32", "steps": {"low": 2, "medium": 4, "high": 6}, "max_steps": 12}
-
-
-def refusal(call: Any) -> dict[str, Any]:
-    with pytest.raises(openai.BadRequestError) as refused:
-        call()
-    body: dict[str, Any] = refused.value.body  # type: ignore[assignment]
-    assert body["code"] != "unknown_parameter", body
-    return body
 
 
 @pytest.mark.parametrize(
@@ -74,21 +63,18 @@ def test_complexity_scales_steps_where_the_operator_maps_it(pipelines: dict[str,
     assert [steps("low"), steps(None), steps("high")] == [2, 4, 8], "medium quality is 4 steps"
 
 
-def markup_png(size: tuple[int, int], box: tuple[int, int, int, int]) -> bytes:
-    markup = Image.new("RGBA", size, (0, 0, 0, 0))
-    markup.paste((250, 240, 20, 255), box)
-    buf = io.BytesIO()
-    markup.save(buf, "PNG")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("model", ["sd", "sd-inpaint", "flux"])
 def test_markup_edits_keep_the_unmarked_pixels(diffusers_server: Server, model: str) -> None:
     source = noisy_png((256, 256), seed=11)
+    markup = markup_png((256, 256), (96, 96, 128, 160), (250, 240, 20, 255))
     result = sdk(diffusers_server).images.edit(
-        model=model, image=("i.png", source, "image/png"), prompt="a yellow boat", size="256x256",
-        markup=("k.png", markup_png((256, 256), (96, 96, 128, 160)), "image/png"), extra_body={"seed": 2},
-    )  # fmt: skip
+        model=model,
+        image=("i.png", source, "image/png"),
+        prompt="a yellow boat",
+        size="256x256",
+        markup=("k.png", markup, "image/png"),
+        extra_body={"seed": 2},
+    )
     out = np.asarray(decode(base64.b64decode(items(result)[0].b64_json or "")).convert("RGB"), dtype=np.int16)
     original = np.asarray(decode(source).convert("RGB"), dtype=np.int16)
     far = np.ones((256, 256), dtype=bool)
