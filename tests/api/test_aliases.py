@@ -69,3 +69,11 @@ def test_aliases_share_one_queue_and_keep_their_own_rules(tmp_path: Path) -> Non
     assert two.status_code == 200
     assert "size" not in two.json(), "dall-e-3 answers as dall-e-3 did"
     assert two.json()["data"][0]["url"]
+
+
+def test_an_operator_sets_the_shutdown_date_of_its_ids(tmp_path: Path) -> None:
+    spec = ModelSpec(id="old-sd", aliases=["dall-e-2"], shutdown_date="2027-01-31")
+    settings = Settings(data_dir=tmp_path / "data", models=[spec, ModelSpec(id="gpt-image-1")])
+    with TestClient(create_app(settings)) as client:
+        listed = {m["id"]: m["shutdown_date"] for m in client.get("/v1/models").json()["data"]}
+    assert listed == {"old-sd": "2027-01-31", "dall-e-2": "2027-01-31", "gpt-image-1": "2026-10-23"}

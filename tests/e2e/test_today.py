@@ -49,6 +49,31 @@ def test_free_sizes_return_what_was_asked(today_server: Server, model: str) -> N
     assert image_of(result).size == (1536, 864)
 
 
+def test_stream_events_carry_the_free_size(today_server: Server) -> None:
+    events = list(sdk(today_server).images.generate(model="gpt-image-2", prompt="x", size="1536x864",
+                                                    stream=True, partial_images=1))  # fmt: skip
+    assert [e.size for e in events] == ["1536x864", "1536x864"]
+    assert decode(base64.b64decode(events[-1].b64_json)).size == (1536, 864)
+
+
+def test_markup_must_match_the_image_as_its_exif_shows_it(today_server: Server) -> None:
+    """A photo stored 1024x768 with orientation 6 is seen as 768x1024: its markup must be too."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (768, 1024, 3), dtype=np.uint8)).save(
+        buf, "JPEG", exif=exif
+    )
+    photo = ("p.jpg", buf.getvalue(), "image/jpeg")
+    client = sdk(today_server)
+    as_seen = ("k.png", markup_png((768, 1024), (10, 10, 90, 90)), "image/png")
+    as_stored = ("k.png", markup_png((1024, 768), (10, 10, 90, 90)), "image/png")
+    assert items(client.images.edit(image=photo, prompt="x", size="1024x1536", markup=as_seen))
+    stored = refusal(lambda: client.images.edit(image=photo, prompt="x", markup=as_stored))
+    assert stored["param"] == "markup"
+    assert "does not match image size 768x1024" in stored["message"]
+
+
 def test_fixed_size_models_keep_their_list_in_strict_mode(today_strict_server: Server) -> None:
     client = sdk(today_strict_server)
     error = refusal(lambda: client.images.generate(model="gpt-image-1.5", prompt="x", size="1536x864"))
