@@ -73,3 +73,12 @@ def test_configuration_reference_is_current() -> None:
     assert result.exit_code == 0
     committed = (ROOT / "docs" / "configuration.md").read_text()
     assert result.output == committed, "run: easel config-reference > docs/configuration.md"
+
+
+def test_serve_prints_its_url_and_every_id_it_answers(lenient_server: Server) -> None:
+    banner = lenient_server.log.read_text()
+    assert f"easel serving at http://127.0.0.1:{lenient_server.port}/v1" in banner
+    assert "gpt-image-2.6-sunburst  (lenient, rules of gpt-image-2.6-sunburst, backend placeholder)" in banner
+    also = banner.split("also answering, each by its own rules: ", 1)[1].splitlines()[0]
+    assert also.split(", ")[-2:] == ["dall-e-3", "dall-e-2"]
+    assert "auth: none (no keys set)" in banner

@@ -34,7 +34,10 @@ def describe(settings: Settings, managed_keys: bool = False) -> str:
     lines = [f"easel serving at [bold]{settings.base_url}/v1[/bold]"]
     for spec in settings.models:
         mode = "strict" if spec.strict else "lenient"
-        lines.append(f"  {spec.id}  ({Surface.of(spec).profile}, {mode}, backend {spec.backend})")
+        mirror = Surface.of(spec).mirror.id
+        lines.append(f"  {spec.id}  ({mode}, rules of {mirror}, backend {spec.backend})")
+        if spec.aliases:
+            lines.append(f"    also answering, each by its own rules: {', '.join(spec.aliases)}")
     keyed = bool(settings.api_keys) or managed_keys
     lines.append("auth: " + ("API keys required" if keyed else "none (no keys set)"))
     return "\n".join(lines)
