@@ -103,7 +103,7 @@ def serve(
             "the config), create one with `easel keys create`, or pass --allow-open to serve it open "
             "on purpose."
         )
-    Console(stderr=True).print(describe(settings, managed), highlight=False)
+    Console(stderr=True, soft_wrap=True).print(describe(settings, managed), highlight=False)
     _run(app, settings, sock)
 
 
