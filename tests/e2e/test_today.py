@@ -209,6 +209,15 @@ def test_gif_has_the_frames_and_delays_asked_for(today_server: Server) -> None:
     assert len(set(frames)) == 5, "every frame is a later stage of the painting"
 
 
+def test_a_transparent_gif_keeps_its_transparency(today_server: Server) -> None:
+    result = sdk(today_server).images.generate(prompt="a red ball", output_format="gif", frame_count=2,
+                                               background="transparent")  # fmt: skip
+    gif = Image.open(io.BytesIO(base64.b64decode(items(result)[0].b64_json or "")))
+    assert result.background == "transparent"
+    assert "transparency" in gif.info
+    assert gif.convert("RGBA").getchannel("A").getextrema()[0] == 0, "the background shows through"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
