@@ -32,6 +32,9 @@ class Metrics:
             "easel_batch_images", "Images per backend run.", ["model"], buckets=IMAGES, registry=r
         )
         self.queue_depth = Gauge("easel_queue_depth", "Requests waiting, per model.", ["model"], registry=r)
+        self.running = Gauge(
+            "easel_runs_in_progress", "Backend runs in progress, per model.", ["model"], registry=r
+        )
         self.refusals = Counter(
             "easel_refusals",
             "Requests refused before any work, by model and reason.",

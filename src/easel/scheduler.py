@@ -51,6 +51,8 @@ class Ticket:
     deadline: float
     #: Equal keys may share a pipeline run; None runs alone (set by the scheduler).
     key: Hashable | None = None
+    #: The configured time limit, in seconds, for the 504's message (0: from the deadline).
+    limit: float = 0.0
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     enqueued: float = field(default_factory=time.monotonic)
@@ -206,6 +208,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics = metrics or Metrics()
         self.metrics.queue_depth.labels(model_id).set_function(lambda: len(self.queue))
+        self.metrics.running.labels(model_id).set_function(lambda: self.running)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -343,7 +346,7 @@ class Scheduler:
 
 
 def timed_out(ticket: Ticket) -> errors.APIError:
-    return errors.RequestTimeoutError(ticket.deadline - ticket.enqueued)
+    return errors.RequestTimeoutError(ticket.limit or ticket.deadline - ticket.enqueued)
 
 
 class _Run:

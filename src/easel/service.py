@@ -305,6 +305,7 @@ class ImageService:
             ),
             deadline=time.monotonic() + self.timeout,
             key=backend.batch_key(job),
+            limit=self.timeout,
         )
         self.schedulers[model.id].submit(ticket)
         return ticket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
+import logging
 import math
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -22,6 +23,8 @@ from . import families
 from .loading import Loaded, load, resolve_folder
 from .options import DiffusersOptions
 from .previews import Previewer
+
+log = logging.getLogger("easel.diffusers")
 
 if TYPE_CHECKING:
     from ...settings import ModelSpec
@@ -342,6 +345,11 @@ class DiffusersBackend(Backend):
         kwargs["callback_on_step_end"] = hooks.callback(previewer)
         kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
         out = pipe(**kwargs)
+        if hooks.stopped_after is not None:
+            log.info(
+                "model %s: nobody waits for this run any more (gone, or out of time); it stopped "
+                "after step %d of %d", self.spec.id, hooks.stopped_after, steps,
+            )  # fmt: skip
         images = [_fit(image, (r.width, r.height)).convert("RGB") for image in out.images]
         # Stable Diffusion folders may carry their own safety checker: it blacks out what it
         # flags, and says so. Such an image is refused like any output moderation refusal.
@@ -368,17 +376,21 @@ class DiffusersBackend(Backend):
         return self.info.family.default_guidance
 
 
-@dataclass(frozen=True)
+@dataclass
 class _StepHooks:
     """What happens after each denoising step: previews for the sink, and the stop check."""
 
     sink: PreviewSink | None
     stop: StopCheck | None
+    #: The step after which the run was stopped, once it was.
+    stopped_after: int | None = None
 
     def callback(self, previewer: Previewer | None) -> Callable[..., dict[str, Any]]:
         def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             if self.stop is not None and self.stop():
                 pipe._interrupt = True  # the pipeline skips its remaining steps
+                if self.stopped_after is None:
+                    self.stopped_after = step + 1
             elif previewer is not None:
                 previewer(pipe, step, timestep, kwargs)
             return kwargs
