@@ -25,6 +25,8 @@ from PIL import Image
 
 #: The repository's root, for tests that read its README and docs.
 ROOT = Path(__file__).resolve().parents[1]
+#: How long `start_server` waits for /health.
+START_DEADLINE = 300
 #: easel's first default configuration: three models, gpt-image-1 first (and so the default).
 CLASSIC_MODELS = [{"id": "gpt-image-1"}, {"id": "dall-e-2"}, {"id": "dall-e-3"}]
 
@@ -120,11 +122,15 @@ class Server:
 
 
 def start_server(
-    tmp: Path, config: str = "", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    tmp: Path,
+    config: str = "",
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    data_dir: Path | None = None,
 ) -> Server:
     """`easel serve` in a subprocess on a free loopback port, once /health answers."""
     port = free_port()
-    data_dir = tmp / "data"
+    data_dir = data_dir or tmp / "data"
     cmd = [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     if config:
         path = tmp / "easel.toml"
@@ -134,14 +140,16 @@ def start_server(
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
     server = Server(process, port, data_dir, log)
-    deadline = time.monotonic() + 30
+    # Minutes, not seconds: a loaded machine loads pipelines slowly. A process that exits fails
+    # at once, with its log.
+    deadline = time.monotonic() + START_DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"easel serve exited: {log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
                 return server
         except httpx.HTTPError:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"easel serve did not start: {log.read_text()}")
+    raise RuntimeError(f"easel serve did not start within {START_DEADLINE} s: {log.read_text()}")

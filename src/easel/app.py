@@ -34,19 +34,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.service.open()
-        background = [
-            asyncio.create_task(_sweep_forever(services)),
-            asyncio.create_task(services.gate.flush_forever()),
-        ]
+        sweeper = asyncio.create_task(_sweep_forever(services))
+        writer = asyncio.create_task(services.gate.flush_forever())
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await services.service.close()
-            await services.gate.flush()  # how the last requests ended
+            services.gate.stop_flushing()  # its last round writes how the last requests ended
+            await writer
             await services.storage.close()
             await services.gate.moderator.close()
             services.db.close()

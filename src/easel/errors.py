@@ -15,6 +15,7 @@ The tree (status, OpenAI `type`) and when each is raised::
     ├── GoneError                410 invalid_request_error   a hosted image's URL has expired
     ├── RequestTooLargeError     413 invalid_request_error   the body is over `max_body_bytes`
     ├── RateLimitError           429 requests               a key's rpm or ipm is spent (retry headers)
+    ├── ClientGoneError          499 invalid_request_error  the client hung up before its request was read
     ├── InsufficientQuotaError   429 insufficient_quota     a key's budget is spent (the SDKs must not retry)
     ├── InternalServerError      500 server_error           our bug: `internal()` names the request only
     │   └── GenerationFailedError   500 image_generation_server_error
@@ -144,6 +145,17 @@ class RateLimitError(APIError):
     type = "requests"
 
 
+class ClientGoneError(APIError):
+    """The client closed the connection while sending its request: nobody reads this answer, and
+    it is the client's doing, neither our error nor a 5xx."""
+
+    status = 499
+    type = INVALID_REQUEST
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before its request was read.")
+
+
 class InsufficientQuotaError(APIError):
     """A spent budget: waiting seconds won't help, so the SDKs are told not to retry."""
 
@@ -243,7 +255,9 @@ def stream_payload(exc: BaseException, request_id: str) -> StreamError:
     other failure is our bug and says only which request it was.
     """
     error: dict[str, Any]
-    if isinstance(exc, APIError) and (exc.status < 500 or isinstance(exc, GenerationFailedError)):
+    if isinstance(exc, APIError) and (
+        exc.status < 500 or isinstance(exc, GenerationFailedError | ServiceUnavailableError)
+    ):
         error = {"type": exc.type, "code": exc.code, "message": exc.message, "param": None, **exc.extra}
     else:
         message = (

@@ -53,7 +53,20 @@ class Upload:
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int
+    #: The largest image, width times height.
     max_pixels: int
+    #: The most pixels one request's images may add up to, decoded (None: no bound).
+    max_total_pixels: int | None = None
+
+
+def dimensions(upload: Upload) -> tuple[int, int] | None:
+    """An upload's width and height from its header, decoding nothing (None: unreadable, and
+    `decode` will say why)."""
+    try:
+        with Image.open(io.BytesIO(upload.data), formats=list(FORMATS)) as image:
+            return image.size
+    except _DECODE_ERRORS:
+        return None
 
 
 def check_mimetype(upload: Upload) -> None:

@@ -42,16 +42,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+#: Control characters (a client's `%0a` in a path or prompt) written as escapes in text logs, so
+#: no field can forge a line of its own. JSON logs escape them already.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def clean(text: object) -> str:
+    return str(text).translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
-    """The classic line, with the request id and `extra` fields appended as key=value."""
+    """The classic line, with the request id and `extra` fields appended as key=value; whatever
+    came from a client is escaped (a traceback, ours, keeps its lines)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = clean(record.message)
+        line = super().formatMessage(record)
         extra = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and v is not None
+            f"{k}={clean(v)}" for k, v in record.__dict__.items() if k not in _STANDARD and v is not None
         )
         return f"{line} [{extra}]" if extra else line
 

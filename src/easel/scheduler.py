@@ -198,6 +198,8 @@ class Scheduler:
         self.max_batch = max(1, max_batch)
         self.window = window
         self.running = 0
+        #: The tickets of the runs in progress (what a shutdown gives up on, past its grace).
+        self.in_flight: set[Ticket] = set()
         self.draining = False
         #: Smoothed seconds per run, from what has run (a guess of 1 s before anything has).
         self.seconds_per_run = 1.0
@@ -224,6 +226,16 @@ class Scheduler:
         for ticket in self.queue.drain():
             ticket.post(self._overloaded("The server is shutting down.", "shutting_down"))
 
+    def give_up(self, message: str) -> int:
+        """The shutdown's grace is over: answer every started request (503, or a stream's error
+        event) and stop its run at the next step. Returns how many there were."""
+        started = self.in_flight | {t for lane in self.queue.lanes.values() for t in lane if t.taken}
+        for ticket in started:
+            if not ticket.abandoned:
+                ticket.post(self._overloaded(message, "shutting_down"))
+                ticket.abandoned = True
+        return len(started)
+
     async def stop(self) -> None:
         self.drain()
         for task in self._tasks:
@@ -233,6 +245,15 @@ class Scheduler:
                 await task
 
     # -- submitting and leaving -----------------------------------------------------------
+
+    def check_room(self) -> None:
+        """The 503 a submission would get now, raised before anything is charged for it."""
+        if self.draining:
+            raise self._overloaded("The server is shutting down.", "shutting_down")
+        if len(self.queue) >= self.queue.depth:
+            raise self._overloaded(
+                f"The server is overloaded: {len(self.queue)} requests are waiting.", "overloaded"
+            )
 
     def submit(self, ticket: Ticket) -> None:
         if self._loop is not asyncio.get_running_loop():
@@ -320,11 +341,14 @@ class Scheduler:
             if not live:
                 continue
             started = time.monotonic()
+            tickets = {s.ticket for s in live}
             self.running += 1
+            self.in_flight |= tickets
             try:
                 await self.run(live)
             finally:
                 self.running -= 1
+                self.in_flight -= tickets
             self._ran(live, started, time.monotonic() - started)
 
     def _ran(self, live: Sequence[Slice], started: float, took: float) -> None:

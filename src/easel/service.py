@@ -205,10 +205,22 @@ class ImageService:
         for scheduler in self.schedulers.values():
             scheduler.start()
 
-    def drain(self) -> None:
-        """Shutting down: refuse new work, answer the waiting with 503, let running work finish."""
+    def drain(self, grace: float | None = None) -> None:
+        """Shutting down: refuse new work, answer the waiting with 503, let running work finish,
+        and, `grace` seconds on, answer what still runs with a 503 too (its render stops)."""
         for scheduler in self.schedulers.values():
             scheduler.drain()
+        if grace is not None:
+            asyncio.get_running_loop().call_later(grace, self._give_up, grace)
+
+    def _give_up(self, grace: float) -> None:
+        message = (
+            f"The server is shutting down, and this request did not finish within the {grace:g} s "
+            "it allows running work. Retry it."
+        )
+        given_up = sum(scheduler.give_up(message) for scheduler in self.schedulers.values())
+        if given_up:
+            log.info("shutting down: %d running request(s) past the %g s grace answered 503", given_up, grace)
 
     async def close(self) -> None:
         """Stop the queues, then release every backend."""
@@ -236,6 +248,11 @@ class ImageService:
         model = route.model
         plan = await self._plan(route, op, fields, files, form=form)
         call.prompt = getattr(plan.job, "prompt", None)
+        try:  # a full queue refuses before the gate charges anything: overload sheds cheaply
+            self.schedulers[model.id].check_room()
+        except errors.APIError as exc:
+            self.gate.refused(call.caller, plan, call.request_id, exc.status)
+            raise
         admission = await self.gate.admit(call.caller, plan, call.request_id)
         call.headers.update(admission.headers)
         if plan.delivery.stream:
@@ -367,9 +384,13 @@ class ImageService:
                         admission.images += isinstance(item, Finished)
             except Exception as exc:
                 status = exc.status if isinstance(exc, errors.APIError) else 500
-                if status >= 500:  # our side failed: the cause goes to the log, the client gets the id
+                if not isinstance(exc, errors.APIError):  # our bug: the cause goes to the log only
                     log.exception("stream failed (request id %s)", call.request_id)
-                admission.status = min(status, 500)
+                elif status >= 500:  # a known failure (out of memory, a shutdown): said, not traced
+                    log.warning(
+                        "stream ended with %d %s (request id %s)", status, exc.message, call.request_id
+                    )
+                admission.status = status
                 yield "error", errors.stream_payload(exc, call.request_id)
 
 

@@ -70,7 +70,11 @@ def build_services(
         settings.default_model_id,
         gate=gate,
         storage=storage,
-        limits=Limits(max_bytes=settings.max_body_bytes, max_pixels=settings.max_image_pixels),
+        limits=Limits(
+            max_bytes=settings.max_body_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_total_pixels=settings.max_request_pixels,
+        ),
         remote=RemotePolicy(
             enabled=settings.allow_remote_images,
             timeout=settings.remote_image_timeout,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,6 +20,7 @@ from pydantic_settings import (
 
 from .contract.catalogue import MODELS, NEWEST, Profile, SizeRule
 from .contract.profiles import Surface, parse_size
+from .errors import ConfigError
 from .governance.policy import ModerationCategory, ModerationSettings
 
 
@@ -156,6 +158,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded upload (width x height); bombs get a 400."
     )
+    max_request_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="Most decoded pixels a request's images (with mask and markup) may add up to; 400 above.",
+    )
     allow_remote_images: bool = Field(
         False, description="Fetch http(s) `image_url`s in JSON edits (never private addresses)."
     )
@@ -272,14 +279,42 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from an optional TOML file, the environment and explicit overrides."""
-    if config is None:
-        return Settings(**overrides)
+    """Settings from an optional TOML file, the environment and explicit overrides; a ConfigError
+    naming the file, the setting and what is wrong with it, never a traceback."""
+    where = str(config) if config is not None else "the environment"
+    try:
+        if config is None:
+            return Settings(**overrides)
 
-    class _FromFile(Settings):
-        model_config = SettingsConfigDict(toml_file=config)
+        class FromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=config)
 
-    return _FromFile(**overrides)
+        return FromFile(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}.") from None
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_problem(e)}" for e in exc.errors())
+        raise ConfigError(
+            f"invalid configuration in {where}:\n{problems}\nEvery setting, its variable and its default: "
+            "docs/configuration.md (or `easel config-reference`)."
+        ) from None
+
+
+def _problem(error: Any) -> str:
+    """One validation error as a line: the setting's path, then the reason."""
+    path = ".".join(str(part) for part in error["loc"]) or "the configuration"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown setting (check its spelling)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    shown = (
+        f" (got {given!r})"
+        if isinstance(given, str | int | float | bool) and error["type"] != "value_error"
+        else ""
+    )
+    return f"{path}: {message}{shown}"
 
 
 def reference(extra: Sequence[tuple[str, type[BaseModel]]] = ()) -> str:

@@ -125,6 +125,14 @@ def test_malformed_bodies(app_client: TestClient, kwargs: dict[str, object], mes
     assert message_part in response.json()["error"]["message"]
 
 
+def test_broken_json_says_what_to_fix_without_sending_anyone_elsewhere(app_client: TestClient) -> None:
+    message = app_client.post(
+        "/v1/images/generations", content=b"{oops", headers={"content-type": "application/json"}
+    ).json()["error"]["message"]
+    assert "help.openai.com" not in message
+    assert "Content-Type: application/json" in message
+
+
 def test_broken_multipart_is_a_400(app_client: TestClient) -> None:
     response = app_client.post(
         "/v1/images/edits",

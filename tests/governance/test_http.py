@@ -322,3 +322,14 @@ def test_usage_rows_record_the_safety_identifier(http: TestClient, settings: Set
     finally:
         db.close()
     assert rows == ["hash-9", "old", None]
+
+
+def test_a_total_budget_says_it_has_no_next_period(http: TestClient) -> None:
+    created = new_key(http, budget_images=1, budget_period="total")
+    headers = bearer(created["secret"])
+    assert http.post("/v1/images/generations", json=GENERATE, headers=headers).status_code == 200
+    over = http.post("/v1/images/generations", json=GENERATE, headers=headers)
+    message = over.json()["error"]["message"]
+    assert "it has used 1 of 1 images in total, and this request needs 1 image (" in message
+    assert message.endswith("Ask the operator to raise the budget.")
+    assert "next period" not in message

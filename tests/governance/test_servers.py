@@ -163,3 +163,13 @@ def test_a_spent_budget_is_not_retried_by_the_sdk(tmp_path: Path) -> None:
             if line.startswith("easel_requests_total") and 'status="429"' in line
         ]
         assert [float(line.rsplit(" ", 1)[1]) for line in sent] == [1.0], "one attempt: the SDK did not retry"
+
+
+def test_the_key_table_says_how_long_a_budget_lasts(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'keys.db'}"
+    create_key(database_url, "--budget-images", "2", "--budget-period", "total")
+    create_key(database_url, "--budget-images", "5", "--budget-period", "day")
+    table = easel("keys", "list", "--database-url", database_url).stdout
+    assert "2 images in total" in table
+    assert "5 images a day" in table
+    assert "per total" not in table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import errors
@@ -16,6 +16,11 @@ from ..governance.report import BUCKET_LIMITS, GROUPS
 from .deps import ServicesDep, require_admin
 
 router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
+#: What the key table's columns hold: a 32-bit limit, a 62-bit budget (never an overflow 500).
+MAX_LIMIT = 2**31 - 1
+MAX_BUDGET = 2**62
+#: Unix times in a usage query: up to the year 33658 is plenty.
+MAX_TIME = 10**12
 
 
 class NewKey(BaseModel):
@@ -28,10 +33,10 @@ class NewKey(BaseModel):
     models: list[str] | None = None
     org: str | None = Field(None, max_length=200)
     project: str | None = Field(None, max_length=200)
-    rpm: int | None = Field(None, ge=1)
-    ipm: int | None = Field(None, ge=1)
-    budget_images: int | None = Field(None, ge=0)
-    budget_megapixels: float | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    ipm: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    budget_images: int | None = Field(None, ge=0, le=MAX_BUDGET)
+    budget_megapixels: float | None = Field(None, ge=0, le=MAX_BUDGET / 1e6)
     budget_period: Period = "month"
 
 
@@ -70,15 +75,15 @@ def rotate_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
 async def images_usage(
     request: Request,
     services: ServicesDep,
-    start_time: int | None = None,
-    end_time: int | None = None,
+    start_time: int | None = Query(None, ge=0, le=MAX_TIME),
+    end_time: int | None = Query(None, ge=0, le=MAX_TIME),
     bucket_width: str = "1d",
-    limit: int | None = None,
+    limit: int | None = Query(None, ge=-MAX_LIMIT, le=MAX_LIMIT),
     page: str | None = None,
 ) -> dict[str, Any]:
     query = request.query_params
     if page is not None:
-        if not page.isdigit():
+        if not page.isdigit() or int(page) > MAX_TIME:
             raise errors.BadRequestError(
                 f"Invalid 'page': {page!r} is not a cursor from an earlier answer's next_page.",
                 code="invalid_value",

@@ -10,6 +10,7 @@ import orjson
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from .. import errors
 from ..imaging import Upload
@@ -22,9 +23,8 @@ MAX_FIELD_BYTES = 1024 * 1024
 BRACKETED = re.compile(r"^(\w+)((?:\[\w+\])+)$")
 BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-    "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-    "sent was not valid JSON. If you have trouble figuring out how to fix this, please contact "
-    "us through our help center at help.openai.com.)"
+    "using your HTTP library correctly. The Images API expects a JSON payload, but what was "
+    "sent was not valid JSON. Send the body as JSON with the header Content-Type: application/json.)"
 )
 
 
@@ -51,11 +51,14 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise errors.ClientGoneError from None
     body = b"".join(chunks)
     request._body = body  # let Starlette's form parser read what we already hold
     return body

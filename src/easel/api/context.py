@@ -18,6 +18,8 @@ access = logging.getLogger("easel.access")
 QUIET = frozenset({"/health", "/metrics"})
 OPENAI_VERSION = "2020-10-01"
 IMAGES = "/v1/images/"
+#: What `easel_requests_total` labels: the three operations, nothing a client can invent.
+OPERATIONS = frozenset({"generations", "edits", "variations"})
 
 
 class RequestContext:
@@ -97,11 +99,16 @@ def _log(scope: Scope, status: int, start: float) -> None:
 
 
 def _count(scope: Scope, status: int) -> None:
-    """One image API request in the metrics, by the model it named (if served) and status."""
-    path = scope.get("path", "")
-    if not path.startswith(IMAGES):
+    """One image API request (a POST to one of the three operations) in the metrics, by the
+    model it named (if served) and status; a wrong method or path is no image request."""
+    operation = scope.get("path", "").removeprefix(IMAGES)
+    if (
+        scope.get("method") != "POST"
+        or not scope.get("path", "").startswith(IMAGES)
+        or operation not in OPERATIONS
+    ):
         return
     services = getattr(scope["app"].state, "services", None)
     if services is not None:
         model = getattr(scope.get("state", {}).get("call"), "model", None) or "none"
-        services.metrics.requests.labels(model, path.removeprefix(IMAGES), str(status)).inc()
+        services.metrics.requests.labels(model, operation, str(status)).inc()

@@ -2,47 +2,72 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..governance.keystore import PERIODS, KeyInfo, KeyNotFoundError, KeySpec, KeyStore
 from ..governance.report import BUCKET_LIMITS, GROUPS, WIDTHS, images_usage
 
-config_option = click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="The server's TOML configuration (for its database_url and data_dir).",
-)
-database_option = click.option(
-    "--database-url", default=None, help="SQLAlchemy URL of the database (overrides the configuration)."
-)
+
+@dataclass(frozen=True)
+class Where:
+    """Where the server's database is, found as `easel serve` finds it: the flags, then EASEL_*
+    variables, then the configuration file."""
+
+    config: Path | None
+    data_dir: Path | None
+    database_url: str | None
+
+    def database(self) -> Any:
+        from ..governance.db import Database
+        from ..governance.db.database import sqlite_url
+        from ..settings import load_settings
+
+        flags = {"data_dir": self.data_dir} if self.data_dir is not None else {}
+        try:
+            settings = load_settings(self.config, **flags)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        return Database(self.database_url or settings.database_url or sqlite_url(settings.data_dir))
+
+    def store(self) -> KeyStore:
+        return KeyStore(self.database())
+
+
+def database_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--config, --data-dir and --database-url, handed to the command as one `where`."""
+
+    @functools.wraps(command)
+    def run(
+        *args: Any, config: Path | None, data_dir: Path | None, database_url: str | None, **kw: Any
+    ) -> Any:
+        return command(*args, where=Where(config, data_dir, database_url), **kw)
+
+    options = [
+        click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="The server's TOML configuration (for its database_url and data_dir)."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="The server's data directory (as `easel serve --data-dir`)."),
+        click.option("--database-url", default=None,
+                     help="SQLAlchemy URL of the database (overrides the configuration)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def _database(config: Path | None, database_url: str | None) -> Any:
-    from ..governance.db import Database
-    from ..governance.db.database import sqlite_url
-    from ..settings import load_settings
-
-    try:
-        settings = load_settings(config)
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    return Database(database_url or settings.database_url or sqlite_url(settings.data_dir))
-
-
-def _store(config: Path | None, database_url: str | None) -> KeyStore:
-    return KeyStore(_database(config, database_url))
 
 
 def _console() -> Console:
@@ -74,16 +99,21 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--name", default="", help="A label for people.")
 @click.option("--models", default=None, help="Comma-separated model ids the key may use (default: all).")
-@click.option("--rpm", type=click.IntRange(1), default=None, help="Requests per minute, per model.")
-@click.option("--ipm", type=click.IntRange(1), default=None, help="Images per minute, per model.")
-@click.option("--budget-images", type=click.IntRange(0), default=None, help="Images per budget period.")
-@click.option("--budget-megapixels", type=click.FloatRange(0), default=None, help="Megapixels per period.")
+@click.option(
+    "--rpm", type=click.IntRange(1, 2**31 - 1), default=None, help="Requests per minute, per model."
+)
+@click.option("--ipm", type=click.IntRange(1, 2**31 - 1), default=None, help="Images per minute, per model.")
+@click.option(
+    "--budget-images", type=click.IntRange(0, 2**62), default=None, help="Images per budget period."
+)
+@click.option(
+    "--budget-megapixels", type=click.FloatRange(0, 2**62 / 1e6), default=None, help="Megapixels per period."
+)
 @click.option("--budget-period", type=click.Choice(PERIODS), default="month", help="The budget's period.")
 @click.option("--org", default=None, help="Bind the key to this OpenAI-Organization value.")
 @click.option("--project", default=None, help="Bind the key to this OpenAI-Project value.")
 @click.option("--admin", is_flag=True, help="An admin key: manages keys and reads usage over HTTP.")
-@config_option
-@database_option
+@database_options
 @json_option
 def create(
     name: str,
@@ -96,8 +126,7 @@ def create(
     org: str | None,
     project: str | None,
     admin: bool,
-    config: Path | None,
-    database_url: str | None,
+    where: Where,
     as_json: bool,
 ) -> None:
     """Create a key and print its secret (once: only its hash is stored)."""
@@ -113,18 +142,17 @@ def create(
         budget_megapixels=budget_megapixels,
         budget_period=budget_period,  # type: ignore[arg-type]
     )
-    info, secret = _store(config, database_url).create(spec)
+    info, secret = where.store().create(spec)
     _show_secret(info, secret, as_json)
 
 
 @keys.command("list")
 @click.option("--active", is_flag=True, help="Leave out revoked keys.")
-@config_option
-@database_option
+@database_options
 @json_option
-def list_keys(active: bool, config: Path | None, database_url: str | None, as_json: bool) -> None:
+def list_keys(active: bool, where: Where, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    found = _store(config, database_url).list(include_revoked=not active)
+    found = where.store().list(include_revoked=not active)
     if as_json:
         click.echo(json.dumps([k.to_json() for k in found]))
         return
@@ -146,7 +174,9 @@ def list_keys(active: bool, config: Path | None, database_url: str | None, as_js
             ",".join(k.models) if k.models is not None else "all",
             str(k.rpm or "-"),
             str(k.ipm or "-"),
-            f"{budget} per {k.budget_period}" if budget else "-",
+            (f"{budget} in total" if k.budget_period == "total" else f"{budget} a {k.budget_period}")
+            if budget
+            else "-",
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at)),
             "active" if k.active else "revoked",
         )
@@ -155,22 +185,20 @@ def list_keys(active: bool, config: Path | None, database_url: str | None, as_js
 
 @keys.command("revoke")
 @click.argument("key_id")
-@config_option
-@database_option
-def revoke(key_id: str, config: Path | None, database_url: str | None) -> None:
+@database_options
+def revoke(key_id: str, where: Where) -> None:
     """Revoke a key: every server sharing the database refuses it from the next request."""
-    info = _guard(lambda: _store(config, database_url).revoke(key_id))
+    info = _guard(lambda: where.store().revoke(key_id))
     click.echo(f"revoked {info.id}")
 
 
 @keys.command("rotate")
 @click.argument("key_id")
-@config_option
-@database_option
+@database_options
 @json_option
-def rotate(key_id: str, config: Path | None, database_url: str | None, as_json: bool) -> None:
+def rotate(key_id: str, where: Where, as_json: bool) -> None:
     """Give a key a new secret (printed once); the old secret stops working at once."""
-    info, secret = _guard(lambda: _store(config, database_url).rotate(key_id))
+    info, secret = _guard(lambda: where.store().rotate(key_id))
     _show_secret(info, secret, as_json)
 
 
@@ -178,12 +206,9 @@ def rotate(key_id: str, config: Path | None, database_url: str | None, as_json: 
 @click.option("--since", default="7d", help="How far back: e.g. 90m, 24h, 7d.")
 @click.option("--bucket", type=click.Choice(list(WIDTHS)), default="1d", help="Bucket width.")
 @click.option("--group-by", default="", help=f"Comma-separated: {', '.join(GROUPS)}.")
-@config_option
-@database_option
+@database_options
 @json_option
-def usage(
-    since: str, bucket: str, group_by: str, config: Path | None, database_url: str | None, as_json: bool
-) -> None:
+def usage(since: str, bucket: str, group_by: str, where: Where, as_json: bool) -> None:
     """Images usage in time buckets, as the admin usage endpoint reports it."""
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     for group in groups:
@@ -196,7 +221,7 @@ def usage(
     now = int(time.time())
     start = (now - int(since[:-1]) * units[since[-1]]) // width * width
     limit = BUCKET_LIMITS[bucket][1]
-    page = images_usage(_database(config, database_url), start, now + 1, bucket, groups, limit)
+    page = images_usage(where.database(), start, now + 1, bucket, groups, limit)
     if as_json:
         click.echo(json.dumps(page))
         return

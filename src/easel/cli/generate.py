@@ -13,6 +13,11 @@ from rich.console import Console
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
+def _names(fmt: str) -> set[str]:
+    """The file extensions a format goes by."""
+    return {fmt, "jpg"} if fmt == "jpeg" else {fmt}
+
+
 def output_paths(path: Path | None, n: int, fmt: str) -> list[Path]:
     """`image.png`, or PATH; with several images, PATH's stem numbered from 1."""
     base = path or Path(f"image.{fmt}")
@@ -87,6 +92,11 @@ def generate(
     except openai.APIError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc.message}") from None
     suffix = fmt or (output.suffix.lstrip(".") if output and output.suffix else "png")
+    if fmt and output is not None and output.suffix and output.suffix.lstrip(".").lower() not in _names(fmt):
+        console.print(
+            f"{output.name} names another format: writing {fmt} as {output.with_suffix('.' + fmt).name}"
+        )
+        output = output.with_suffix("." + fmt)
     for path, data in zip(output_paths(output, len(images), suffix), images, strict=True):
         path.write_bytes(data)
         console.print(f"wrote {path} ({len(data) // 1024} KiB)")

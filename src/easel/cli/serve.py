@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 
 from .. import logs
@@ -22,10 +21,22 @@ from ..settings import Settings, load_settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or a message that says what stops it and how to fix it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: another process already uses that port. Stop it, "
+                "or choose another port with --port (or EASEL_PORT; 0 picks a free one)."
+            ) from None
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}. Check --host (or EASEL_HOST) and --port."
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -87,8 +98,8 @@ def serve(
     }
     try:
         settings = load_settings(config, **flags)
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logs.configure(settings.log_level, settings.log_format)
     sock = _bind(settings.host, settings.port)
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
@@ -103,7 +114,16 @@ def serve(
             "the config), create one with `easel keys create`, or pass --allow-open to serve it open "
             "on purpose."
         )
-    Console(stderr=True, soft_wrap=True).print(describe(settings, managed), highlight=False)
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(describe(settings, managed), highlight=False)
+    unreachable = settings.host in ("0.0.0.0", "::", "")  # noqa: S104 - comparing, not binding
+    if unreachable and settings.public_base_url is None and not settings.trust_proxy:
+        console.print(
+            f"warning: hosted image URLs will start with {settings.base_url}, which clients cannot reach. "
+            "Set public_base_url (EASEL_PUBLIC_BASE_URL) to the address clients use, or trust_proxy = true "
+            "behind a proxy that sends X-Forwarded-Host.",
+            highlight=False,
+        )
     _run(app, settings, sock)
 
 
@@ -113,8 +133,18 @@ def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
     uvicorn then waits up to `shutdown_grace_seconds` for open requests before it exits.
     """
     import uvicorn
+    from sse_starlette.sse import AppStatus
 
-    drain: Callable[[], None] = app.state.services.service.drain
+    service = app.state.services.service
+    grace = settings.shutdown_grace_seconds
+    # sse-starlette would cut every stream at SIGTERM. easel's own drain ends them instead, a
+    # running one with its images or, past the grace, with an error event; sse-starlette's switch
+    # stays as a backstop, for a stream stuck anywhere else.
+    AppStatus.enable_automatic_graceful_drain = False  # what disable_automatic_graceful_drain() sets
+
+    def drain() -> None:
+        service.drain(grace)
+        asyncio.get_running_loop().call_later(grace + 5, setattr, AppStatus, "should_exit", True)
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -128,6 +158,8 @@ def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
         log_level=settings.log_level,
         log_config=None,  # uvicorn's lines go through easel's handler and format too
         access_log=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        # easel answers what still runs when its own grace ends; uvicorn's comes later, so those
+        # answers are sent, never its plain-text 500.
+        timeout_graceful_shutdown=math.ceil(grace) + 10,
     )
     DrainingServer(config).run(sockets=[sock])

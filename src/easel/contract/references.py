@@ -8,7 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote_to_bytes, urljoin, urlsplit
 
 import anyio
 import httpx
@@ -32,10 +32,13 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class RemotePolicy:
+    """Whether and how `image_url`s are fetched; the resolver and transport are injected in tests."""
+
     enabled: bool
     timeout: float
     max_bytes: int
     resolver: Resolver = system_resolver
+    transport: httpx.AsyncBaseTransport | None = None
 
 
 def is_public(address: str) -> bool:
@@ -90,7 +93,10 @@ async def _reference(ref: Any, param: str, policy: RemotePolicy) -> Upload:
         raise messages.invalid_type(f"{param}.image_url", "a string", type_name(url))
     if url.startswith("data:"):
         return _data_url(url, param)
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # an unclosed IPv6 bracket, say
+        scheme = ""
     if scheme not in ("http", "https"):
         raise BadRequestError(
             f"Invalid '{param}.image_url': expected a data: URL or an http(s) URL.",
@@ -122,7 +128,12 @@ def _data_url(url: str, param: str) -> Upload:
 
 
 async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
-    """GET a public image, re-checking the address at every redirect, with size and time caps."""
+    """GET a public image, re-checking the address at every redirect, with size and time caps.
+
+    The connection goes to the address that was checked, not to whatever the name resolves to
+    a moment later (DNS rebinding): the URL is rewritten to it, keeping the Host header and, for
+    https, the name the certificate is checked against.
+    """
     where = f"{param}.image_url"
 
     def refuse(why: str) -> BadRequestError:
@@ -130,19 +141,27 @@ async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
 
     try:
         with anyio.fail_after(policy.timeout):
-            async with httpx.AsyncClient(follow_redirects=False, timeout=policy.timeout) as client:
+            async with httpx.AsyncClient(
+                follow_redirects=False, timeout=policy.timeout, transport=policy.transport
+            ) as client:
                 for _ in range(MAX_REDIRECTS + 1):
-                    parts = urlsplit(url)
-                    if parts.scheme not in ("http", "https") or not parts.hostname:
+                    try:
+                        parts = urlsplit(url)
+                        host, port = parts.hostname, parts.port
+                    except ValueError:
+                        raise refuse("the URL is malformed (check its host and port).") from None
+                    if parts.scheme not in ("http", "https") or not host:
                         raise refuse("only http(s) URLs with a host can be fetched.")
-                    port = parts.port or (443 if parts.scheme == "https" else 80)
-                    addresses = await policy.resolver(parts.hostname, port)
+                    port = port or (443 if parts.scheme == "https" else 80)
+                    addresses = await policy.resolver(host, port)
                     if not addresses or not all(is_public(a) for a in addresses):
                         raise refuse(
                             "the host is not a public address; easel never fetches "
                             "private, loopback or link-local addresses."
                         )
-                    async with client.stream("GET", url) as response:
+                    request = _pinned(client, url, parts, addresses[0], port)
+                    response = await client.send(request, stream=True)
+                    try:
                         if response.is_redirect:
                             url = urljoin(url, response.headers.get("location", ""))
                             continue
@@ -156,8 +175,21 @@ async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
                         return Upload(
                             param=param, data=bytes(body), content_type=response.headers.get("content-type")
                         )
+                    finally:
+                        await response.aclose()
                 raise refuse(f"more than {MAX_REDIRECTS} redirects.")
     except TimeoutError:
         raise refuse(f"fetching took longer than {policy.timeout:g} s.") from None
     except (httpx.HTTPError, OSError) as exc:
         raise refuse(f"the image could not be fetched ({type(exc).__name__}).") from None
+
+
+def _pinned(
+    client: httpx.AsyncClient, url: str, parts: SplitResult, address: str, port: int
+) -> httpx.Request:
+    """A GET of `url` that connects to `address`, as the name was checked to resolve to."""
+    target = httpx.URL(url).copy_with(host=address.split("%")[0], port=port)
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return client.build_request(
+        "GET", target, headers={"host": parts.netloc.rsplit("@", 1)[-1]}, extensions=extensions
+    )

@@ -143,6 +143,7 @@ class ModelRules:
             )
         if len(uploads) > most:
             raise messages.array_too_long(name, most, len(uploads))
+        self._check_total(uploads, files, limits)
         image_limits = Limits(
             max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB), max_pixels=limits.max_pixels
         )
@@ -153,6 +154,23 @@ class ModelRules:
         mask = self._mask(files.get("mask", ()), images[0], small)
         markup = self._markup(files.get("markup", ()), images[0], image_limits, mask is not None)
         return images, mask, markup
+
+    @staticmethod
+    def _check_total(
+        uploads: Sequence[Upload], files: Mapping[str, Sequence[Upload]], limits: Limits
+    ) -> None:
+        """What a request's images decode to, added up from their headers, before decoding any."""
+        most = limits.max_total_pixels
+        if most is None:
+            return
+        every = [*uploads, *files.get("mask", ()), *files.get("markup", ())]
+        total = sum(w * h for w, h in filter(None, map(imaging.dimensions, every)))
+        if total > most:
+            raise messages.image_too_large(
+                every[0].param,
+                f"the request's images have {total} pixels in all, decoded; the limit is {most} "
+                "pixels a request. Send fewer or smaller images.",
+            )
 
     def _mask(self, masks: Sequence[Upload], first: Image.Image, limits: Limits) -> Image.Image | None:
         if not masks:

@@ -98,26 +98,13 @@ class Gate:
         self.default = default
         self._closings: list[Closing] = []
         self._refusals: list[Refusal] = []
+        self._stop = asyncio.Event()
 
     async def admit(self, caller: Caller, plan: Plan, request_id: str) -> Admission:
         """Moderate the prompt, take the rate limits, charge the budget; the refusals are recorded."""
         job = plan.job
         render = job.render
-        entry = Entry(
-            request_id=request_id,
-            api_key_id=caller.key_id,
-            org=caller.org,
-            project=caller.project,
-            model=render.model,
-            operation=job.operation,
-            n=render.n,
-            size=render.size,
-            quality=render.quality,
-            pixels=render.n * render.width * render.height,
-            input_tokens=plan.usage["input_tokens"],
-            output_tokens=plan.usage["output_tokens"],
-            safety_identifier=plan.delivery.safety_identifier,
-        )
+        entry = _entry(caller, plan, request_id)
         categories = await self.moderator.check(getattr(job, "prompt", None), render.moderation)
         if categories:
             self._refused(entry, 400, "moderation", categories)
@@ -168,11 +155,45 @@ class Gate:
             self._refusals[:0] = refusals[-self.MAX_PENDING :]
 
     async def flush_forever(self) -> None:
-        """The background writer: flush every FLUSH_SECONDS."""
-        while True:
-            await anyio.sleep(self.FLUSH_SECONDS)
+        """The background writer: flush every FLUSH_SECONDS until `stop_flushing`, then once more.
+
+        It is stopped, never cancelled: a cancelled task's write in a worker thread would be cut
+        loose, and what it had taken lost (a shield does not hold off `Task.cancel()`).
+        """
+        self._stop.clear()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.FLUSH_SECONDS)
             await self.flush()
+
+    def stop_flushing(self) -> None:
+        """Ask `flush_forever` to write what is left and return."""
+        self._stop.set()
+
+    def refused(self, caller: Caller, plan: Plan, request_id: str, status: int) -> None:
+        """Record a request refused before the gate (a full queue), in the next batch of rows."""
+        self._refusals.append(Refusal(_entry(caller, plan, request_id), status))
 
     def _refused(self, entry: Entry, status: int, reason: str, categories: Sequence[str] = ()) -> None:
         self.metrics.refusals.labels(entry.model, reason).inc()
         self._refusals.append(Refusal(entry, status, tuple(categories)))
+
+
+def _entry(caller: Caller, plan: Plan, request_id: str) -> Entry:
+    """What one request asked for and who asked: its usage row's columns."""
+    job, render = plan.job, plan.job.render
+    return Entry(
+        request_id=request_id,
+        api_key_id=caller.key_id,
+        org=caller.org,
+        project=caller.project,
+        model=render.model,
+        operation=job.operation,
+        n=render.n,
+        size=render.size,
+        quality=render.quality,
+        pixels=render.n * render.width * render.height,
+        input_tokens=plan.usage["input_tokens"],
+        output_tokens=plan.usage["output_tokens"],
+        safety_identifier=plan.delivery.safety_identifier,
+    )

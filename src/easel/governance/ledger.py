@@ -237,6 +237,7 @@ class Ledger:
             used = conn.execute(SPENT, spend).first()
         images, pixels = (int(used[0]), int(used[1])) if used else (0, 0)
         span = {"day": "today", "month": "this month", "total": "in total"}[budget.period]
+        later = "" if budget.period == "total" else ", or wait for the next period"
         parts = []
         if budget.images is not None:
             parts.append(f"{images} of {budget.images} images")
@@ -244,8 +245,8 @@ class Ledger:
             parts.append(f"{pixels / 1e6:.2f} of {budget.megapixels:g} megapixels")
         raise errors.InsufficientQuotaError(
             f"You exceeded the budget of API key {budget.key_id}: it has used {' and '.join(parts)} "
-            f"{span}, and this request needs {entry.n} images ({entry.pixels / 1e6:.2f} megapixels). "
-            "Ask the operator to raise the budget, or wait for the next period."
+            f"{span}, and this request needs {entry.n} image{'s' if entry.n != 1 else ''} "
+            f"({entry.pixels / 1e6:.2f} megapixels). Ask the operator to raise the budget{later}."
         )
 
 

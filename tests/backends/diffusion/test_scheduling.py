@@ -19,7 +19,11 @@ import numpy as np
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
+from easel.governance.db import Database
+from easel.governance.db.database import sqlite_url
+from easel.governance.db.schema import UsageRecord
 from easel.jobs import GenerateJob, Render
 from easel.scheduler import FairQueue, Ticket
 from tests.helpers import Server, decode, items, start_server
@@ -186,13 +190,25 @@ def test_overload_is_a_503_with_retry_headers_that_the_sdk_obeys(server: Server)
         assert error["type"] == "server_error"
         assert float(refused.headers["retry-after-ms"]) > 0
         assert int(refused.headers["retry-after"]) >= 1
-        patient = client(server, retries=8)
-        results = list(
-            pool.map(lambda _: patient.images.generate(model="one", prompt="y", **QUICK), range(3))
-        )
-        assert all(len(items(r)) == 1 for r in results), "the SDK's retries land when there is room"
+        # Sent while the model is still full: refused, then retried as the headers say until it lands.
+        before = refusals(server, "one")
+        patient = client(server, retries=8).images.generate(model="one", prompt="y", **QUICK)
+        assert len(items(patient)) == 1, "the SDK's retries land when there is room"
+        assert refusals(server, "one") > before, "its first attempt was refused, and retried"
         assert occupying.result().status_code == 200
         assert waiting.result().status_code == 200
+
+
+def refusals(server: Server, model: str) -> float:
+    scrape = httpx.get(f"{server.url}/metrics", timeout=60).text
+    for family in text_string_to_metric_families(scrape):
+        for sample in family.samples:
+            if sample.name == "easel_refusals_total" and sample.labels == {
+                "model": model,
+                "reason": "overloaded",
+            }:
+                return float(sample.value)
+    return 0.0
 
 
 def test_a_client_that_leaves_frees_its_queue_slot_at_once(server: Server) -> None:
@@ -219,8 +235,9 @@ def test_a_client_that_leaves_frees_its_queue_slot_at_once(server: Server) -> No
 def test_the_time_limit_is_a_clean_504_and_the_model_recovers(
     tmp_path: Path, pipelines: dict[str, Path]
 ) -> None:
-    # Ten 512² images of 50 steps, one a run, are a minute of work here: far past the limit.
-    server = start_server(tmp_path, "request_timeout_seconds = 6\n" + toml(pipelines["sd"]))
+    # Ten 512² images of 50 steps, one a run, are over a minute of work here: far past the limit,
+    # which still leaves a quick render room on a loaded machine.
+    server = start_server(tmp_path, "request_timeout_seconds = 20\n" + toml(pipelines["sd"]))
     try:
         _time_limit(server)
     finally:
@@ -235,7 +252,7 @@ def _time_limit(server: Server) -> None:
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["code"] == "timeout"
-    assert "time limit of 6 seconds" in caught.value.body["message"]
+    assert "time limit of 20 seconds" in caught.value.body["message"]
     wait_until(
         server, logged(server, r"model fair: nobody waits .* stopped after step \d+ of 50"), "the stop"
     )
@@ -380,3 +397,54 @@ def test_a_stream_refused_for_overload_is_a_503_not_an_error_event(server: Serve
     assert refused.status_code == 503
     assert refused.headers["content-type"] == "application/json"
     assert refused.json()["error"]["code"] == "server_overloaded"
+
+
+def test_sigterm_past_the_grace_answers_503_and_closes_the_usage_rows(
+    tmp_path: Path, pipelines: dict[str, Path]
+) -> None:
+    """A render that outlives shutdown_grace_seconds: its request gets OpenAI's envelope (a stream
+    its error event), its usage row is closed, and the log says so without a traceback."""
+    s = start_server(tmp_path, "shutdown_grace_seconds = 2\n" + toml(pipelines["sd"]))
+    outcomes: dict[str, Any] = {}
+    slow: dict[str, Any] = {"size": "512x512", "n": 2, "extra_body": {"steps": 50}}  # a minute of work here
+
+    def plain() -> None:
+        try:
+            client(s).images.generate(model="fair", prompt="plain", **slow)
+        except openai.APIStatusError as exc:
+            outcomes["plain"] = exc
+
+    def streamed() -> None:
+        try:
+            outcomes["events"] = list(
+                client(s).images.generate(model="one", prompt="streamed", stream=True, **slow)
+            )
+        except openai.APIError as exc:
+            outcomes["stream"] = exc
+
+    threads = [threading.Thread(target=plain), threading.Thread(target=streamed)]
+    for thread in threads:
+        thread.start()
+    wait_until(s, running(s, "fair"), "the plain render")
+    wait_until(s, running(s, "one"), "the streamed render")
+    s.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(STUCK)
+    assert s.process.wait(STUCK) in (0, -signal.SIGTERM)
+    refused = outcomes["plain"]
+    assert refused.status_code == 503
+    assert refused.body["code"] == "server_overloaded"
+    assert "did not finish within the 2 s it allows running work" in refused.body["message"]
+    assert int(refused.response.headers["retry-after"]) >= 1
+    assert "shutting down" in str(outcomes["stream"])
+    log = s.log.read_text()
+    assert "2 running request(s) past the 2 s grace answered 503" in log
+    assert "Traceback" not in log
+    assert "Internal Server Error" not in log
+    db = Database(sqlite_url(tmp_path / "data"))
+    try:
+        with db.session() as session:
+            statuses = sorted(session.scalars(select(UsageRecord.status)).all())
+    finally:
+        db.close()
+    assert statuses == [503, 503], "both usage rows were closed"

@@ -318,6 +318,12 @@ class DiffusersBackend(Backend):
 
         steps = self._steps(r)
         strength = inputs.get("strength", 1.0)
+        # Given one input image and a generator per image, a pipeline encodes that image with the
+        # first generator only (diffusers' `_encode_vae_image`), so image i would not be what a
+        # lone request with seed + i draws. A copy per image gives each its own generator.
+        for name in ("image", "mask_image"):
+            if isinstance(inputs.get(name), Image.Image):
+                inputs[name] = [inputs[name]] * len(seeds)
         kwargs: dict[str, Any] = {
             "prompt": prompts,
             "height": r.height,

@@ -1,0 +1,121 @@
+"""Start-up and command-line failures are one message that names the problem and the fix (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import Server, free_port, start_server
+
+pytestmark = pytest.mark.slow
+
+
+def easel(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "easel", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)  # fmt: skip
+
+
+def refused(done: subprocess.CompletedProcess[str]) -> str:
+    """The message of a command that failed as it should: non-zero, no traceback."""
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_port_in_use_is_one_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = refused(easel("serve", "--port", str(port), "--data-dir", str(tmp_path)))
+    assert f"cannot listen on 127.0.0.1:{port}: another process already uses that port" in message
+    assert "--port" in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        ("port = \n", ["easel.toml is not valid TOML", "line 1"]),
+        ("portt = 8001\n", ["invalid configuration in", "portt: unknown setting"]),
+        ('[[models]]\nid = "x"\nsizez = ["512x512"]\n', ["models.0.sizez: unknown setting"]),
+        ('[[models]]\nid = "x"\nsizes = ["big"]\n', ["models.0.sizes: size 'big' is not WIDTHxHEIGHT"]),
+        ("port = 99999\n", ["port: Input should be less than or equal to 65535 (got 99999)"]),
+    ],
+)
+def test_configuration_errors_name_the_file_and_the_setting(
+    tmp_path: Path, toml: str, fragments: list[str]
+) -> None:
+    config = tmp_path / "easel.toml"
+    config.write_text(toml)
+    message = refused(easel("serve", "--config", str(config), "--data-dir", str(tmp_path)))
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "FromFile" not in message, "no internal class names"
+
+
+def test_keys_and_usage_reach_a_server_started_with_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "elsewhere"
+    created = easel("keys", "create", "--name", "ci", "--data-dir", str(data), "--json")
+    assert created.returncode == 0, created.stderr
+    secret = json.loads(created.stdout)["secret"]
+    server = start_server(tmp_path, data_dir=data)
+    try:
+        url = f"{server.url}/v1/images/generations"
+        body = {"prompt": "x", "size": "256x256"}
+        assert httpx.post(url, json=body, timeout=60).status_code == 401, "the key turned auth on"
+        ok = httpx.post(url, json=body, headers={"authorization": f"Bearer {secret}"}, timeout=60)
+        assert ok.status_code == 200
+    finally:
+        server.stop()
+    usage = easel("usage", "--data-dir", str(data), "--json")
+    assert usage.returncode == 0, usage.stderr
+    assert sum(r["images"] for b in json.loads(usage.stdout)["data"] for r in b["results"]) == 1
+
+
+def test_generate_names_the_file_after_its_format(lenient_server: Server, tmp_path: Path) -> None:
+    env = {**os.environ, "OPENAI_BASE_URL": f"{lenient_server.url}/v1", "OPENAI_API_KEY": "sk-x"}
+    command = [
+        sys.executable,
+        "-m",
+        "easel",
+        "generate",
+        "waves",
+        "--format",
+        "webp",
+        "-o",
+        str(tmp_path / "x.png"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "x.png").exists()
+    assert (tmp_path / "x.webp").read_bytes()[:4] == b"RIFF"
+    assert "writing webp as x.webp" in done.stderr
+
+
+def test_serving_every_address_warns_about_hosted_urls(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "easel", "serve", "--host", "0.0.0.0", "--port", str(port),
+               "--allow-open", "--data-dir", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "auth:" in line:
+                break
+        banner = "".join(lines) + process.stdout.readline()
+    finally:
+        process.terminate()
+        process.wait(60)
+    assert f"hosted image URLs will start with http://0.0.0.0:{port}" in banner
+    assert "public_base_url" in banner
