@@ -15,6 +15,7 @@ import anyio.to_thread
 from . import errors, imaging
 from .backends import AnyBackend, AsyncBackend
 from .contract import messages
+from .contract.listing import model_entry
 from .contract.params import type_name
 from .contract.references import RemotePolicy, collect
 from .contract.responses import (
@@ -71,37 +72,8 @@ class Route:
         return self.rules.id
 
     def describe(self, created: int) -> ModelEntry:
-        """The /v1/models entry: OpenAI's keys (`shutdown_date` too), then easel's."""
-        spec, surface, caps = self.model.spec, self.rules.surface, self.rules.caps
-        retired = surface.mirror.shutdown_date if surface.mirror.id == self.id else None
-        return {
-            "id": self.id,
-            "object": "model",
-            "created": created,
-            "owned_by": spec.owned_by,
-            "shutdown_date": spec.shutdown_date or retired,
-            "mirrors": surface.mirror.id,
-            "family": surface.mirror.family,
-            "served_by": self.model.id,
-            "profile": surface.profile,
-            "strict": surface.strict,
-            "backend": spec.backend,
-            "sizes": list(surface.sizes),
-            "size_rule": surface.size_rule.describe() if surface.size_rule else None,
-            "default_size": surface.default_size,
-            "default_quality": surface.default_quality,
-            "qualities": [q for q in surface.qualities if q != "auto"],
-            "output_formats": [f for f in surface.formats if f in caps.output_formats] if surface.gpt else [],
-            "complexity": surface.complexity and caps.complexity,
-            "markup": surface.markup and caps.markup,
-            "operations": sorted(caps.operations),
-            "transparent_background": caps.transparent_background,
-            "extensions": sorted(caps.extensions),
-            "max_steps": caps.max_steps,
-            "guidance_range": list(caps.guidance_range),
-            "max_input_images": caps.max_input_images,
-            "partial_images": caps.previews,
-        }
+        """The /v1/models entry of this id."""
+        return model_entry(self.rules, self.model.id, created)
 
 
 @dataclass(eq=False)

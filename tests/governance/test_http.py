@@ -333,3 +333,42 @@ def test_a_total_budget_says_it_has_no_next_period(http: TestClient) -> None:
     assert "it has used 1 of 1 images in total, and this request needs 1 image (" in message
     assert message.endswith("Ask the operator to raise the budget.")
     assert "next period" not in message
+
+
+@pytest.mark.parametrize(
+    ("limits", "sets"),
+    [
+        ({}, set()),
+        ({"rpm": 1}, {"requests"}),
+        ({"ipm": 1}, {"images"}),
+        ({"rpm": 1, "ipm": 5}, {"requests", "images"}),
+        ({"rpm": 5, "ipm": 1}, {"requests", "images"}),
+    ],
+    ids=["no-limits", "rpm", "ipm", "both-rpm-first", "both-ipm-first"],
+)
+def test_every_answer_reports_each_limit_that_applies(
+    http: TestClient, limits: dict[str, int], sets: set[str]
+) -> None:
+    """Each limit a key has is reported on every answer, its 429 included (whichever limit
+    refused it); a key without limits gets no x-ratelimit-* headers (there is nothing to report)."""
+    headers = bearer(new_key(http, **limits)["secret"])
+
+    def reported(response: Any) -> set[str]:
+        kinds = {
+            h.removeprefix("x-ratelimit-limit-")
+            for h in response.headers
+            if h.startswith("x-ratelimit-limit-")
+        }
+        for kind in kinds:
+            assert {f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"} <= set(response.headers)
+        return kinds
+
+    first = http.post("/v1/images/generations", json=GENERATE, headers=headers)
+    assert first.status_code == 200
+    assert reported(first) == sets
+    if not sets:
+        return
+    second = http.post("/v1/images/generations", json=GENERATE, headers=headers)
+    assert second.status_code == 429
+    assert reported(second) == sets, "the 429 reports every limit too"
+    assert "retry-after-ms" in second.headers

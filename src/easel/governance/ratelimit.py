@@ -50,14 +50,29 @@ class RateLimiter:
         self.strategy = aio.strategies.MovingWindowRateLimiter(storage_from_string(f"async+{url}", **options))
 
     async def admit(self, subject: str, model: str, allowance: Allowance, images: int) -> dict[str, str]:
-        """Take one request and `images` images; the `x-ratelimit-*` headers, or a 429."""
+        """Take one request and `images` images; the `x-ratelimit-*` headers, or a 429.
+
+        Every limit that applies is reported, on the 429 too: after a refused kind, the others
+        are read without being taken, so a refusal costs the caller nothing of them.
+        """
         headers: dict[str, str] = {}
+        refused: errors.RateLimitError | None = None
         for kind, per_minute, cost in (("requests", allowance.rpm, 1), ("images", allowance.ipm, images)):
-            if per_minute is not None:
-                headers.update(await self._take(kind, subject, model, per_minute, cost))  # type: ignore[arg-type]
+            if per_minute is None:
+                continue
+            taken, found = await self._take(kind, subject, model, per_minute, cost, take=refused is None)  # type: ignore[arg-type]
+            headers.update(taken)
+            refused = refused or found
+        if refused is not None:
+            refused.headers = {**headers, **refused.headers}
+            raise refused
         return headers
 
-    async def _take(self, kind: Kind, subject: str, model: str, per_minute: int, cost: int) -> dict[str, str]:
+    async def _take(
+        self, kind: Kind, subject: str, model: str, per_minute: int, cost: int, *, take: bool
+    ) -> tuple[dict[str, str], errors.RateLimitError | None]:
+        """This kind's headers, and its 429 if the request does not fit (only read, not taken,
+        without `take`)."""
         from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
         from limits.errors import StorageError
 
@@ -67,7 +82,9 @@ class RateLimiter:
             else RateLimitItemPerMinute(per_minute)
         )
         try:
-            allowed = await _settled(self.strategy.hit(item, kind, subject, model, cost=cost))
+            allowed = (
+                await _settled(self.strategy.hit(item, kind, subject, model, cost=cost)) if take else True
+            )
             stats = await _settled(self.strategy.get_window_stats(item, kind, subject, model))
         except StorageError as exc:
             raise errors.unavailable("The rate limiter's storage could not be reached") from exc
@@ -78,16 +95,16 @@ class RateLimiter:
             f"x-ratelimit-reset-{kind}": duration(wait),
         }
         if allowed:
-            return headers
+            return headers, None
         word, short = UNIT[kind]
         per = "min" if self.quantum == "minute" else "min, enforced per second"
         used = item.amount - stats.remaining
-        raise errors.RateLimitError(
+        return headers, errors.RateLimitError(
             f"Rate limit reached for {model} on {word} per {per} ({short}): Limit {item.amount}, "
             f"Used {used}, Requested {cost}. Please try again in {duration(wait)}.",
             code="rate_limit_exceeded",
             # A few milliseconds of margin so that a client retrying on the dot finds the slot free.
-            headers={**headers, **errors.retry_headers(wait + 0.005)},
+            headers=errors.retry_headers(wait + 0.005),
         )
 
 
