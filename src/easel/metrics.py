@@ -35,6 +35,10 @@ class Metrics:
         self.running = Gauge(
             "easel_runs_in_progress", "Backend runs in progress, per model.", ["model"], registry=r
         )
+        self.buffered = Gauge(
+            "easel_buffered_bytes", "Bytes requests in progress hold: bodies as read, images as decoded.",
+            registry=r,
+        )  # fmt: skip
         self.refusals = Counter(
             "easel_refusals",
             "Requests refused before any work, by model and reason.",

@@ -34,6 +34,7 @@ from .governance.auth import Caller
 from .governance.gate import Admission, Gate
 from .imaging import Limits, Upload
 from .jobs import Operation
+from .memory import Hold
 from .metrics import Metrics
 from .scheduler import Finished, Partial, Scheduler, Ticket, runner_for
 from .settings import ModelSpec
@@ -93,6 +94,8 @@ class Call:
     prompt: str | None = None
     #: Headers every answer to it carries, errors included: its rate limits, once admitted.
     headers: dict[str, str] = field(default_factory=dict)
+    #: Its share of the server's buffered bytes (None: not bounded), grown as images decode.
+    hold: Hold | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class ImageService:
         call.model = route.id
         call.caller.check_model(route.id)
         model = route.model
-        plan = await self._plan(route, op, fields, files, form=form)
+        plan = await self._plan(route, op, fields, files, form=form, hold=call.hold)
         call.prompt = getattr(plan.job, "prompt", None)
         try:  # a full queue refuses before the gate charges anything: overload sheds cheaply
             self.schedulers[model.id].check_room()
@@ -263,20 +266,25 @@ class ImageService:
         files: Mapping[str, Sequence[Upload]],
         *,
         form: bool,
+        hold: Hold | None,
     ) -> Plan:
-        """Validate the request completely before any work starts; decoding runs off the loop."""
+        """Validate the request completely before any work starts; decoding runs off the loop,
+        each request's decoded pixels taken from `hold` before they are decoded."""
         rules = route.rules
         json = op == "edits" and not form
         if json:  # the images are references in the body: data: URLs, or fetched when allowed
             rules.check_operation(op, json=True)
             files = await collect(fields, self.remote)
-        if files:
-            plan = await anyio.to_thread.run_sync(
-                lambda: rules.plan(op, fields, files, from_form=form, json=json, limits=self.limits),
-                limiter=self.cpu,
-            )
-        else:  # nothing to decode: cheaper to stay on the loop
-            plan = rules.plan(op, fields, files, from_form=form, json=json, limits=self.limits)
+            if hold is not None:
+                hold.take(sum(len(u.data) for parts in files.values() for u in parts))
+        reserve = hold.take_pixels if hold is not None else None
+
+        def resolve() -> Plan:
+            limits = self.limits
+            return rules.plan(op, fields, files, from_form=form, json=json, limits=limits, reserve=reserve)
+
+        # Nothing to decode: cheaper to stay on the loop.
+        plan = await anyio.to_thread.run_sync(resolve, limiter=self.cpu) if files else resolve()
         route.model.backend.validate(plan.job)
         return plan
 

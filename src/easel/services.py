@@ -17,6 +17,7 @@ from .governance.ledger import Ledger
 from .governance.moderation import Moderator
 from .governance.ratelimit import Allowance, RateLimiter
 from .imaging import Limits
+from .memory import Memory
 from .metrics import Metrics
 from .service import ImageService, ServedModel
 from .settings import Settings
@@ -34,6 +35,8 @@ class Services:
     auth: Authenticator
     gate: Gate
     metrics: Metrics
+    #: The bytes all requests in progress may hold (`max_buffered_bytes`).
+    memory: Memory
 
 
 def build_storage(settings: Settings) -> Storage:
@@ -84,6 +87,15 @@ def build_services(
         timeout=settings.request_timeout_seconds,
         metrics=metrics,
     )
+    memory = Memory(settings.max_buffered_bytes)
+    metrics.buffered.set_function(lambda: memory.used)
     return Services(
-        settings=settings, service=service, storage=storage, db=db, auth=auth, gate=gate, metrics=metrics
+        settings=settings,
+        service=service,
+        storage=storage,
+        db=db,
+        auth=auth,
+        gate=gate,
+        metrics=metrics,
+        memory=memory,
     )

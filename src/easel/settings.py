@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Most decoded pixels a request's images (with mask and markup) may add up to; 400 above.",
     )
+    max_buffered_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes all requests in progress may hold at once: bodies as read, images as "
+        "decoded (4 bytes a pixel). A request past it gets a retryable 503; at least max_body_bytes + "
+        "4 x max_request_pixels, so that any one request fits.",
+    )
     allow_remote_images: bool = Field(
         False, description="Fetch http(s) `image_url`s in JSON edits (never private addresses)."
     )
@@ -194,6 +201,17 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long running work may finish before easel exits."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request line and headers, in bytes (431 above it)."
+    )
+    header_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest a request's line and headers may take to arrive (408 past it)."
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest a request body may send nothing while easel reads it (then it is cut off).",
     )
     database_url: str | None = Field(
         None,
@@ -241,6 +259,12 @@ class Settings(BaseSettings):
             raise ValueError(f"model ids must be unique, got {ids}")
         if self.default_model is not None and self.default_model not in ids:
             raise ValueError(f"default_model {self.default_model!r} is not one of {ids}")
+        one_request = self.max_body_bytes + 4 * self.max_request_pixels
+        if self.max_buffered_bytes < one_request:
+            raise ValueError(
+                f"max_buffered_bytes {self.max_buffered_bytes} cannot hold one request at the limits "
+                f"(max_body_bytes + 4 x max_request_pixels = {one_request}): raise it, or lower those"
+            )
         return self
 
     @property

@@ -119,3 +119,49 @@ def test_serving_every_address_warns_about_hosted_urls(tmp_path: Path) -> None:
         process.wait(60)
     assert f"hosted image URLs will start with http://0.0.0.0:{port}" in banner
     assert "public_base_url" in banner
+
+
+ROOT = Path(__file__).parents[2]
+HEAVY = ("torch", "diffusers", "transformers", "accelerate")
+
+
+def without_heavy_packages(tmp: Path) -> dict[str, str]:
+    """An environment whose Python cannot import torch and its family, as after `make serve`."""
+    blocker = tmp / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({HEAVY!r}))\n")
+    return {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_make_serve_installs_no_heavy_package() -> None:
+    from importlib.metadata import requires
+
+    core = [r for r in requires("easel-server") or [] if "extra ==" not in r]
+    assert core
+    assert not [r for r in core if r.startswith(HEAVY)], core
+    command = ["make", "--no-print-directory", "-n", "-B", "serve"]
+    plan = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert "pip install --quiet -e .\n" in plan
+    assert "[" not in plan, "no extras"
+
+
+def test_the_placeholder_serves_without_torch(tmp_path: Path) -> None:
+    server = start_server(tmp_path, env=without_heavy_packages(tmp_path))
+    try:
+        answer = httpx.post(f"{server.url}/v1/images/generations", json={"prompt": "a kite"}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"][0]["b64_json"]
+    finally:
+        server.stop()
+
+
+def test_a_diffusers_model_without_its_packages_says_how_to_install_them(tmp_path: Path) -> None:
+    config = tmp_path / "easel.toml"
+    config.write_text(
+        f'[[models]]\nid = "sd"\nbackend = "diffusers"\n[models.options]\npath = "{tmp_path}"\n'
+    )
+    command = [sys.executable, "-m", "easel", "serve", "--config", str(config), "--data-dir", str(tmp_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **without_heavy_packages(tmp_path)}
+    message = refused(subprocess.run(command, capture_output=True, text=True, env=env, timeout=120))
+    assert "model 'sd': the diffusers backend needs torch, diffusers, transformers" in message, message
+    assert "make serve-models" in message

@@ -181,3 +181,66 @@ def test_data_urls_still_work(client: TestClient) -> None:
         "/v1/images/edits", json={"prompt": "x", "images": [{"image_url": data}], "size": "256x256"}
     )
     assert answer.status_code == 200, answer.text
+
+
+def buffered_app(tmp_path: Path) -> TestClient:
+    """A server whose budget fits one request at its limits (1 MiB body, a megapixel), no more."""
+    settings = Settings(data_dir=tmp_path / "data", models=CLASSIC_MODELS, max_body_bytes=1024 * 1024,
+                        max_request_pixels=1_000_000, max_buffered_bytes=6_000_000)  # fmt: skip
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def buffered(c: TestClient) -> float:
+    return next(
+        s.value
+        for f in text_string_to_metric_families(c.get("/metrics").text)
+        for s in f.samples
+        if s.name == "easel_buffered_bytes"
+    )
+
+
+def test_bodies_and_decoded_pixels_are_bounded_across_requests(tmp_path: Path) -> None:
+    """What other requests hold counts: a request that would pass the budget is a retryable 503
+    before it reads or decodes more, and every answer, plain or streamed, gives its bytes back."""
+    image = png((256, 256))
+    fields = {"prompt": "x", "size": "256x256"}
+    files = {"image": ("a.png", image, "image/png")}
+    with buffered_app(tmp_path) as c:
+        memory = c.app.state.services.memory  # type: ignore[attr-defined]
+        others = memory.hold()  # what requests in progress elsewhere hold
+        others.take(memory.limit - 200_000)  # room for this body, not for its 65536 pixels decoded
+        assert buffered(c) == memory.limit - 200_000
+        refused = c.post("/v1/images/edits", data=fields, files=files)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"]
+        error = refused.json()["error"]
+        assert error["code"] == "server_overloaded"
+        assert "max_buffered_bytes" in error["message"]
+        assert "this request needs 262144 more" in error["message"], "4 bytes a decoded pixel"
+        assert memory.used == others.held, "the refused request gave its body's bytes back"
+        url = "data:image/png;base64," + base64.b64encode(image).decode()
+        as_json = c.post("/v1/images/edits", json={"prompt": "x", "images": [{"image_url": url}]})
+        assert as_json.status_code == 503, "a JSON edit's images count as they decode too"
+        assert memory.used == others.held
+
+        others.take(200_000 - 1000)  # now not even the body fits: refused before it is read
+        refused = c.post("/v1/images/edits", data=fields, files=files)
+        assert refused.status_code == 503
+        assert (
+            f"needs {int(refused.request.headers['content-length'])} more"
+            in refused.json()["error"]["message"]
+        )
+
+        others.release()
+        assert c.post("/v1/images/edits", data=fields, files=files).status_code == 200
+        streamed = {**fields, "stream": "true"}
+        with c.stream("POST", "/v1/images/edits", data=streamed, files=files) as stream:
+            assert "image_edit.completed" in "".join(stream.iter_text())
+        assert memory.used == 0
+        assert buffered(c) == 0
+
+
+def test_the_budget_must_fit_one_request_at_the_limits(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_buffered_bytes 2000000 cannot hold one request at the limits"):
+        Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024, max_request_pixels=1_000_000,
+                 max_buffered_bytes=2_000_000)  # fmt: skip

@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import errors
 from ..imaging import Upload
+from ..memory import Hold
 
 #: Generous for 16 images plus a mask; each file's own size limit is checked separately.
 MAX_FILES = 18
@@ -41,14 +42,18 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body, or a 413 as soon as it passes `limit` (declared or actual)."""
+async def read_limited(request: Request, limit: int, hold: Hold | None = None) -> bytes:
+    """The whole body, or a 413 as soon as it passes `limit` (declared or actual); its bytes are
+    taken from `hold` before they are read (all the declared length at once), or a 503."""
     too_large = errors.RequestTooLargeError(
         f"Request body too large: the limit is {limit} bytes.", code="request_too_large"
     )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    header = request.headers.get("content-length")
+    declared = int(header) if header is not None and header.isdigit() else None
+    if declared is not None and declared > limit:
         raise too_large
+    if hold is not None and declared is not None:
+        hold.take(declared)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -56,6 +61,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise too_large
+            if hold is not None and declared is None:
+                hold.take(len(chunk))
             chunks.append(chunk)
     except ClientDisconnect:
         raise errors.ClientGoneError from None
@@ -64,7 +71,9 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return body
 
 
-async def parse(request: Request, limit: int, *, allow_json: bool, allow_form: bool) -> Body:
+async def parse(
+    request: Request, limit: int, *, allow_json: bool, allow_form: bool, hold: Hold | None = None
+) -> Body:
     kind = media_type(request)
     is_json = kind == "application/json" or kind.endswith("+json")
     is_form = kind == "multipart/form-data"
@@ -73,7 +82,7 @@ async def parse(request: Request, limit: int, *, allow_json: bool, allow_form: b
             t for t, ok in (("application/json", allow_json), ("multipart/form-data", allow_form)) if ok
         )
         raise errors.BadRequestError(f"Invalid Content-Type header ({kind or 'none'}), expected {expected}.")
-    raw = await read_limited(request, limit)
+    raw = await read_limited(request, limit, hold)
     if is_json:
         return Body(fields=_json_object(raw))
     return await _form(request)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..governance.auth import Caller
+from ..memory import Hold
 from ..service import Call
 from ..services import Services
 
@@ -57,7 +58,7 @@ def caller(request: Request) -> Caller:
     return found
 
 
-def new_call(request: Request, services: Services) -> Call:
+def new_call(request: Request, services: Services, hold: Hold | None = None) -> Call:
     """The image request as the service sees it (kept on the request for its logs and headers).
     Call once its body is read: from then on, only a disconnect can arrive."""
 
@@ -70,6 +71,7 @@ def new_call(request: Request, services: Services) -> Call:
         request_id=request.scope.get("state", {}).get("request_id", ""),
         origin=_forwarded_origin(request, services),
         gone=gone,
+        hold=hold,
     )
     request.state.call = call
     return call

@@ -153,8 +153,13 @@ def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
                 asyncio.get_running_loop().call_soon_threadsafe(drain)
             super().handle_exit(sig, frame)
 
+    from .connections import ReadLimits, guarded_protocol
+
+    s = settings
+    limits = ReadLimits(s.max_header_bytes, s.header_timeout_seconds, s.body_timeout_seconds)
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(limits),
         log_level=settings.log_level,
         log_config=None,  # uvicorn's lines go through easel's handler and format too
         access_log=False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -106,8 +106,10 @@ class ModelRules:
         from_form: bool,
         json: bool,
         limits: Limits,
+        reserve: Callable[[int], None] | None = None,
     ) -> Plan:
-        """Validate everything, decode the uploads, and resolve every `auto`."""
+        """Validate everything, decode the uploads, and resolve every `auto`; `reserve` is told
+        how many pixels the uploads decode to, before any is decoded, and may refuse."""
         self.check_operation(op)
         fields = self.params(op, json=json)
         parts = [p for p in FILE_PARTS[op] if p != "markup" or self.surface.gpt]
@@ -118,11 +120,16 @@ class ModelRules:
         if unknown is not None:
             raise messages.unknown_parameter(unknown)
         v = validate(fields, raw, from_form=from_form)
-        images, mask, markup = self._images(op, files, limits, json)
+        images, mask, markup = self._images(op, files, limits, json, reserve)
         return self._resolve(op, v, images, mask, markup)
 
     def _images(
-        self, op: Operation, files: Mapping[str, Sequence[Upload]], limits: Limits, json: bool
+        self,
+        op: Operation,
+        files: Mapping[str, Sequence[Upload]],
+        limits: Limits,
+        json: bool,
+        reserve: Callable[[int], None] | None,
     ) -> tuple[list[Image.Image], Image.Image | None, Image.Image | None]:
         if op == "generations":
             return [], None, None
@@ -143,7 +150,9 @@ class ModelRules:
             )
         if len(uploads) > most:
             raise messages.array_too_long(name, most, len(uploads))
-        self._check_total(uploads, files, limits)
+        pixels = self._check_total(uploads, files, limits)
+        if reserve is not None:
+            reserve(pixels)
         image_limits = Limits(
             max_bytes=min(limits.max_bytes, (4 if dalle else 50) * MB), max_pixels=limits.max_pixels
         )
@@ -156,21 +165,19 @@ class ModelRules:
         return images, mask, markup
 
     @staticmethod
-    def _check_total(
-        uploads: Sequence[Upload], files: Mapping[str, Sequence[Upload]], limits: Limits
-    ) -> None:
-        """What a request's images decode to, added up from their headers, before decoding any."""
+    def _check_total(uploads: Sequence[Upload], files: Mapping[str, Sequence[Upload]], limits: Limits) -> int:
+        """What a request's images decode to, added up from their headers, before decoding any
+        (an image whose header cannot be read fails its decoding)."""
         most = limits.max_total_pixels
-        if most is None:
-            return
         every = [*uploads, *files.get("mask", ()), *files.get("markup", ())]
         total = sum(w * h for w, h in filter(None, map(imaging.dimensions, every)))
-        if total > most:
+        if most is not None and total > most:
             raise messages.image_too_large(
                 every[0].param,
                 f"the request's images have {total} pixels in all, decoded; the limit is {most} "
                 "pixels a request. Send fewer or smaller images.",
             )
+        return total
 
     def _mask(self, masks: Sequence[Upload], first: Image.Image, limits: Limits) -> Image.Image | None:
         if not masks:

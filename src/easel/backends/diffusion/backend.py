@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import logging
 import math
 import threading
@@ -20,7 +19,7 @@ from ...errors import BackendConfigError
 from ...jobs import Capabilities, EditJob, GenerateJob, Job, PreviewSink, Render, Rendered, VariationJob
 from ..base import SEED_SPACE, Backend, BackendOptions, BatchPreviewSink, Part, StopCheck
 from . import families
-from .loading import Loaded, load, resolve_folder
+from .loading import Loaded, load, require_packages, resolve_folder
 from .options import DiffusersOptions
 from .previews import Previewer
 
@@ -48,12 +47,9 @@ class DiffusersBackend(Backend):
     options: DiffusersOptions
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None) -> None:
-        if importlib.util.find_spec("diffusers") is None:
-            raise BackendConfigError(
-                f"model {spec.id!r}: the diffusers backend needs `pip install 'easel-server[diffusers]'`"
-            )
         super().__init__(spec, options)
         try:
+            require_packages()
             self.folder = resolve_folder(self.options)
             self.info = families.inspect(self.folder)
         except (BackendConfigError, families.PipelineConfigError) as exc:

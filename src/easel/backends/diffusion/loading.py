@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,16 @@ from .families import PipelineInfo
 from .options import DiffusersOptions
 
 log = logging.getLogger("easel.diffusers")
+
+
+def require_packages() -> None:
+    """Refuse at start-up, with how to install them, when torch and its family are missing."""
+    missing = [name for name in ("torch", "diffusers", "transformers") if not importlib.util.find_spec(name)]
+    if missing:
+        raise BackendConfigError(
+            f"the diffusers backend needs {', '.join(missing)}, which are not installed: "
+            "run `make serve-models`, or `pip install 'easel-server[diffusers]'`"
+        )
 
 
 def resolve_folder(options: DiffusersOptions) -> Path:
