@@ -14,6 +14,8 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 #: LogRecord attributes that are not the caller's `extra` fields.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+#: ... and uvicorn's own `extra`: its message again, with terminal colours.
+_STANDARD.add("color_message")
 
 
 class _WithRequestId(logging.Filter):

@@ -165,3 +165,10 @@ def test_a_diffusers_model_without_its_packages_says_how_to_install_them(tmp_pat
     message = refused(subprocess.run(command, capture_output=True, text=True, env=env, timeout=120))
     assert "model 'sd': the diffusers backend needs torch, diffusers, transformers" in message, message
     assert "make serve-models" in message
+
+
+def test_uvicorns_lines_carry_no_terminal_colours(lenient_server: Server) -> None:
+    log = lenient_server.log.read_text()
+    assert "Started server process" in log
+    assert "color_message" not in log
+    assert "\\x1b" not in log
