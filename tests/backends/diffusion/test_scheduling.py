@@ -262,7 +262,9 @@ def _time_limit(server: Server) -> None:
 def test_sigterm_finishes_running_work_and_refuses_the_rest(
     tmp_path: Path, pipelines: dict[str, Path]
 ) -> None:
-    s = start_server(tmp_path, toml(pipelines["sd"]))
+    # A grace of minutes: the running render finishes within it however loaded the machine is
+    # (past the grace is the next test's case).
+    s = start_server(tmp_path, "shutdown_grace_seconds = 300\n" + toml(pipelines["sd"]))
     outcomes: dict[str, object] = {}
 
     def call(name: str, **kwargs: Any) -> None:
