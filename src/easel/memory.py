@@ -30,8 +30,8 @@ class Memory:
         with self._lock:
             if self.used + nbytes > self.limit:
                 raise errors.overloaded(
-                    f"The server holds {self.used} bytes of other requests' bodies and images and "
-                    f"may hold {self.limit} in all (max_buffered_bytes); this request needs "
+                    f"Requests in progress hold {self.used} of the {self.limit} bytes of bodies and "
+                    f"decoded images the server may buffer (max_buffered_bytes); this request needs "
                     f"{nbytes} more. Please retry after a brief wait.",
                     retry_after=1.0,
                 )

@@ -192,7 +192,9 @@ def test_overload_is_a_503_with_retry_headers_that_the_sdk_obeys(server: Server)
         assert int(refused.headers["retry-after"]) >= 1
         # Sent while the model is still full: refused, then retried as the headers say until it lands.
         before = refusals(server, "one")
-        patient = client(server, retries=8).images.generate(model="one", prompt="y", **QUICK)
+        # Each retry waits what `retry-after-ms` says (at least 50 ms): so many retries outlast
+        # the long run on any machine, so this waits for the room, never races it.
+        patient = client(server, retries=10_000).images.generate(model="one", prompt="y", **QUICK)
         assert len(items(patient)) == 1, "the SDK's retries land when there is room"
         assert refusals(server, "one") > before, "its first attempt was refused, and retried"
         assert occupying.result().status_code == 200
