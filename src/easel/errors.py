@@ -20,9 +20,13 @@ The tree (status, OpenAI `type`) and when each is raised::
     ├── InternalServerError      500 server_error           our bug: `internal()` names the request only
     │   └── GenerationFailedError   500 image_generation_server_error
     │                            a backend failed (out of memory, ...); its message is safe to show
+    ├── BadGatewayError          502 server_error
+    │                            an upstream images server could not be reached, or dropped its answer
     ├── ServiceUnavailableError  503 server_error
     │                            the queue is full, the server is draining, or a dependency is down
     ├── RequestTimeoutError      504 server_error           the request ran past its time limit
+    ├── GatewayTimeoutError      504 server_error           an upstream images server did not answer in time
+    ├── UpstreamError            any, as sent               an upstream's own error answer, relayed as sent
     └── OtherStatusError         any invalid_request_error  a status the framework chose itself
 
     ConfigError                  not HTTP: a configuration cannot be served; reported at start-up
@@ -39,6 +43,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
+
+import orjson
 
 if TYPE_CHECKING:
     from .contract.responses import StreamError
@@ -89,6 +95,10 @@ class APIError(Exception):
         }
         body.update(self.extra)
         return {"error": body}
+
+    def content(self) -> bytes:
+        """The response body's bytes: the envelope as JSON."""
+        return orjson.dumps(self.envelope())
 
 
 class BadRequestError(APIError):
@@ -199,6 +209,46 @@ class RequestTimeoutError(APIError):
         )
 
 
+class BadGatewayError(APIError):
+    """An upstream images server could not be reached (nothing was sent: retryable), or its answer
+    was cut off after the request reached it (it may have been billed: `x-should-retry: false`)."""
+
+    status = 502
+    type = "server_error"
+
+
+class GatewayTimeoutError(APIError):
+    """An upstream images server took the request and did not answer in time; it may have done the
+    work and billed it, so the SDKs are told not to retry."""
+
+    status = 504
+    type = "server_error"
+
+
+class UpstreamError(APIError):
+    """An upstream's own error answer: its status and its body's bytes are passed on as they came,
+    and `envelope()` is the body as parsed (for a stream's `event: error` and the logs)."""
+
+    def __init__(
+        self, status: int, raw: bytes, envelope: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> None:
+        error = envelope.get("error")
+        detail: Mapping[str, Any] = error if isinstance(error, Mapping) else {}
+        super().__init__(
+            str(detail.get("message") or ""),
+            code=detail.get("code"),
+            param=detail.get("param"),
+            type=str(detail.get("type") or "server_error"),
+            headers=headers,
+            extra={k: v for k, v in detail.items() if k not in ("message", "type", "param", "code")},
+        )
+        self.status = status
+        self.raw = raw
+
+    def content(self) -> bytes:
+        return self.raw
+
+
 def overloaded(message: str, retry_after: float) -> ServiceUnavailableError:
     """503 `server_overloaded`: the queue is full or the server is draining; come back later."""
     return ServiceUnavailableError(message, code="server_overloaded", headers=retry_headers(retry_after))
@@ -248,6 +298,16 @@ def internal(request_id: str) -> InternalServerError:
     )
 
 
+#: 5xx errors whose message is safe to show a client (they name no path, key or address of ours).
+SAFE_TO_SHOW = (
+    GenerationFailedError,
+    ServiceUnavailableError,
+    BadGatewayError,
+    GatewayTimeoutError,
+    UpstreamError,
+)
+
+
 def stream_payload(exc: BaseException, request_id: str) -> StreamError:
     """The `event: error` data for a failure after the stream started (CONTRACT §4).
 
@@ -255,9 +315,7 @@ def stream_payload(exc: BaseException, request_id: str) -> StreamError:
     other failure is our bug and says only which request it was.
     """
     error: dict[str, Any]
-    if isinstance(exc, APIError) and (
-        exc.status < 500 or isinstance(exc, GenerationFailedError | ServiceUnavailableError)
-    ):
+    if isinstance(exc, APIError) and (exc.status < 500 or isinstance(exc, SAFE_TO_SHOW)):
         error = {"type": exc.type, "code": exc.code, "message": exc.message, "param": None, **exc.extra}
     else:
         message = (

@@ -77,3 +77,5 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every upstream call at INFO; the access log and the upstream's metrics say it once.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -46,5 +46,18 @@ class Metrics:
             registry=r,
         )
 
+        self.upstream_seconds = Histogram(
+            "easel_upstream_seconds", "Seconds an upstream took to answer (to its headers, for a stream).",
+            ["model"], buckets=SECONDS, registry=r,
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            "easel_upstream_errors", "Failed upstream calls, by model and the status the client got.",
+            ["model", "status"], registry=r,
+        )  # fmt: skip
+        self.rerouted = Counter(
+            "easel_rerouted", "Requests another served model answered, by model, target and why "
+            "(overflow, fallback).", ["model", "target", "reason"], registry=r,
+        )  # fmt: skip
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

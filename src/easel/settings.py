@@ -93,6 +93,17 @@ class ModelSpec(BaseModel):
     batch_window_ms: float = Field(
         10.0, ge=0, description="How long a run waits for compatible requests to fill its batch."
     )
+    overflow: str | None = Field(
+        None, description="A served id that answers instead of a 503 when this model's queue is full "
+        "(or its wait passes `overflow_after_seconds`), if it can serve the request's parameters."
+    )  # fmt: skip
+    overflow_after_seconds: float | None = Field(
+        None, gt=0, description="Overflow already when the estimated wait in the queue is longer than this."
+    )
+    fallback: str | None = Field(
+        None, description="A served id that retries a request this model failed with a 5xx before "
+        "anything was sent to the client (never a 4xx or a moderation refusal)."
+    )  # fmt: skip
 
     @field_validator("sizes")
     @classmethod
@@ -259,6 +270,14 @@ class Settings(BaseSettings):
             raise ValueError(f"model ids must be unique, got {ids}")
         if self.default_model is not None and self.default_model not in ids:
             raise ValueError(f"default_model {self.default_model!r} is not one of {ids}")
+        for m in self.models:
+            for name, target in (("overflow", m.overflow), ("fallback", m.fallback)):
+                if target is not None and target not in ids:
+                    raise ValueError(f"model {m.id!r}: {name} {target!r} is not a served id; one of {ids}")
+                if target is not None and target in m.ids:
+                    raise ValueError(f"model {m.id!r}: {name} {target!r} must be another served model")
+            if m.overflow_after_seconds is not None and m.overflow is None:
+                raise ValueError(f'model {m.id!r}: overflow_after_seconds needs overflow = "<served id>"')
         one_request = self.max_body_bytes + 4 * self.max_request_pixels
         if self.max_buffered_bytes < one_request:
             raise ValueError(

@@ -15,7 +15,7 @@ from .handlers import render
 log = logging.getLogger("easel.http")
 access = logging.getLogger("easel.access")
 #: Probes and scrapes: answered, counted nowhere, not logged.
-QUIET = frozenset({"/health", "/metrics"})
+QUIET = frozenset({"/health", "/ready", "/metrics"})
 OPENAI_VERSION = "2020-10-01"
 IMAGES = "/v1/images/"
 #: What `easel_requests_total` labels: the three operations, nothing a client can invent.

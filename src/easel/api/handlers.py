@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -16,7 +15,7 @@ from .. import errors
 def render(error: errors.APIError, headers: Mapping[str, str] | None = None) -> Response:
     """Any APIError as OpenAI's JSON envelope with its status; its own headers beat `headers`."""
     return Response(
-        orjson.dumps(error.envelope()),
+        error.content(),
         status_code=error.status,
         media_type="application/json",
         headers={**(headers or {}), **error.headers},

@@ -1,4 +1,4 @@
-"""GET /health (liveness and the served model ids) and GET /metrics (Prometheus), without auth."""
+"""GET /health (liveness), /ready (every model loaded; upstreams' state) and /metrics, without auth."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ router = APIRouter(tags=["health"])
 @router.get("/health", summary="Liveness")
 async def health(services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "models": list(services.service.models)}
+
+
+@router.get("/ready", summary="Readiness, and each upstream's state")
+async def ready(services: ServicesDep) -> dict[str, Any]:
+    """Answered once every model has loaded; an upstream skipped after repeated failures is named."""
+    models: dict[str, Any] = {}
+    for model in services.service.models.values():
+        relay = model.relay
+        models[model.id] = {"ready": True, **({"upstream": relay.status()} if relay is not None else {})}
+    skipped = [m for m, state in models.items() if not state.get("upstream", {}).get("available", True)]
+    return {"status": "degraded" if skipped else "ready", "skipped": skipped, "models": models}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,4 +1,4 @@
-"""Backends turn frozen jobs into images; the names a backend package needs are exported here.
+"""Backends turn jobs into images, or relay requests upstream; what a backend package needs is here.
 
 A third-party backend is a package with one entry point in the `easel.backends` group
 (docs/backends.md); the built-in `placeholder` and `diffusers` are registered the same way.
@@ -19,7 +19,6 @@ from ..jobs import (
 )
 from .base import (
     SEED_SPACE,
-    AnyBackend,
     AsyncBackend,
     AsyncPreviewSink,
     Backend,
@@ -27,13 +26,16 @@ from .base import (
     BaseBackend,
     BatchPreviewSink,
     Part,
+    Renderer,
     StopCheck,
 )
 from .registry import available, build, resolve
+from .relay import Answer, AnyBackend, Forward, RelayBackend, RelayedEvent
 
 __all__ = [
     "EXTENSIONS",
     "SEED_SPACE",
+    "Answer",
     "AnyBackend",
     "AsyncBackend",
     "AsyncPreviewSink",
@@ -44,14 +46,18 @@ __all__ = [
     "BatchPreviewSink",
     "Capabilities",
     "EditJob",
+    "Forward",
     "GenerateJob",
     "GenerationFailedError",
     "Job",
     "Operation",
     "Part",
     "PreviewSink",
+    "RelayBackend",
+    "RelayedEvent",
     "Render",
     "Rendered",
+    "Renderer",
     "StopCheck",
     "VariationJob",
     "available",

@@ -176,8 +176,8 @@ class AsyncBackend(BaseBackend):
         """Render `job.render.n` images as `Backend.run` does, awaiting instead of blocking."""
 
 
-#: Either kind of backend, as the service holds them.
-AnyBackend = Backend | AsyncBackend
+#: Either kind of backend that renders images (a relay renders nothing: see `relay`).
+Renderer = Backend | AsyncBackend
 
 
 def _renumber(

@@ -7,7 +7,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
 from ..errors import BackendConfigError
-from .base import AnyBackend, AsyncBackend, Backend
+from .base import AsyncBackend, Backend
+from .relay import AnyBackend, RelayBackend
 
 if TYPE_CHECKING:
     from ..settings import ModelSpec
@@ -39,14 +40,14 @@ def available() -> list[str]:
     return sorted(_registered())
 
 
-def resolve(name: str) -> type[Backend] | type[AsyncBackend]:
+def resolve(name: str) -> type[Backend] | type[AsyncBackend] | type[RelayBackend]:
     """The backend class registered under `name` (imported only now: nothing heavy before)."""
     ep = _registered().get(name)
     if ep is None:
         raise UnknownBackendError(f"unknown backend {name!r}; available: {', '.join(available())}")
     cls = ep.load()
-    if not (isinstance(cls, type) and issubclass(cls, Backend | AsyncBackend)):
-        raise UnknownBackendError(f"{ep.value} is not an easel Backend or AsyncBackend")
+    if not (isinstance(cls, type) and issubclass(cls, Backend | AsyncBackend | RelayBackend)):
+        raise UnknownBackendError(f"{ep.value} is not an easel Backend, AsyncBackend or RelayBackend")
     return cls
 
 

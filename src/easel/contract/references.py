@@ -110,7 +110,7 @@ async def _reference(ref: Any, param: str, policy: RemotePolicy) -> Upload:
             code="invalid_image_url",
             param=f"{param}.image_url",
         )
-    return await _fetch(url, param, policy)
+    return await fetch_image(url, param, policy)
 
 
 def _data_url(url: str, param: str) -> Upload:
@@ -127,7 +127,7 @@ def _data_url(url: str, param: str) -> Upload:
     return Upload(param=param, data=data, content_type=media or None)
 
 
-async def _fetch(url: str, param: str, policy: RemotePolicy) -> Upload:
+async def fetch_image(url: str, param: str, policy: RemotePolicy) -> Upload:
     """GET a public image, re-checking the address at every redirect, with size and time caps.
 
     The connection goes to the address that was checked, not to whatever the name resolves to

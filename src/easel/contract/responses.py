@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -138,6 +138,11 @@ class ModelEntry(TypedDict):
     guidance_range: list[float]
     max_input_images: int
     partial_images: bool
+    #: Served ids that take this id's requests when its queue is full, or when it fails.
+    overflow: NotRequired[str | None]
+    fallback: NotRequired[str | None]
+    #: For an upstream (`openai` backend): its host, and whether it is skipped after failures.
+    upstream: NotRequired[dict[str, Any]]
 
 
 class ModelList(TypedDict):

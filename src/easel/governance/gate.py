@@ -42,6 +42,10 @@ class Admission:
     images: int = 0
     #: How the request ended, when no exception says otherwise.
     status: int = 200
+    #: The served model that answered it (None: the one it named).
+    served_by: str | None = None
+    #: Its real (input, output) tokens, when an upstream reported them.
+    tokens: tuple[int, int] | None = None
 
     def __enter__(self) -> Admission:
         return self
@@ -137,7 +141,10 @@ class Gate:
         refunded) by the next `flush`, so no request waits on that write."""
         if admission.charge.open:
             latency = int((time.monotonic() - admission.started) * 1000)
-            self._closings.append(Closing(admission.charge, status, latency, images))
+            closing = Closing(
+                admission.charge, status, latency, images, admission.served_by, admission.tokens
+            )
+            self._closings.append(closing)
 
     async def flush(self) -> None:
         """Write the closings and refusals noted so far, in one transaction."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Executable, String, Table, bindparam, exists, insert, literal, select, update
+from sqlalchemy import Executable, String, Table, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
 from .. import errors
@@ -40,7 +40,14 @@ CLOSE_ROW = (
     update(USAGE)
     .where(USAGE.c.id == bindparam("row"))
     .values(
-        status=bindparam("st"), latency_ms=bindparam("ms"), images=bindparam("im"), pixels=bindparam("pxs")
+        status=bindparam("st"),
+        latency_ms=bindparam("ms"),
+        images=bindparam("im"),
+        pixels=bindparam("pxs"),
+        # What only the end knows, where it is known: who answered, an upstream's real token counts.
+        served_by=func.coalesce(bindparam("by", type_=String()), USAGE.c.served_by),
+        input_tokens=func.coalesce(bindparam("it", type_=USAGE.c.input_tokens.type), USAGE.c.input_tokens),
+        output_tokens=func.coalesce(bindparam("ot", type_=USAGE.c.output_tokens.type), USAGE.c.output_tokens),
     )
 )
 
@@ -62,6 +69,7 @@ class Entry:
     input_tokens: int
     output_tokens: int
     safety_identifier: str | None = None
+    served_by: str | None = None
 
 
 #: The string columns an Entry fills, and their lengths: a longer value is cut to fit.
@@ -115,6 +123,10 @@ class Closing:
     status: int
     latency_ms: int
     images: int
+    #: The served model that answered, when it was decided after the charge (a fallback).
+    served_by: str | None = None
+    #: The real (input, output) tokens, when an upstream reported them.
+    tokens: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,8 +207,10 @@ class Ledger:
             charge, images = closing.charge, closing.images
             share = charge.entry.pixels // max(1, charge.entry.n)
             if charge.record_id is not None:
+                tokens = closing.tokens or (None, None)
                 closed.append({"row": charge.record_id, "st": closing.status, "ms": closing.latency_ms,
-                               "im": images, "pxs": share * images})  # fmt: skip
+                               "im": images, "pxs": share * images, "by": closing.served_by,
+                               "it": tokens[0], "ot": tokens[1]})  # fmt: skip
             unused = charge.entry.n - images
             if charge.period is not None and unused > 0:
                 refunds.append({"k": charge.key_id, "p": charge.period, "n": unused, "px": share * unused})

@@ -148,6 +148,12 @@ class Scheduler:
         runs_ahead = self.running + math.ceil(len(self.queue) / self.max_batch)
         return max(0.05, runs_ahead * self.seconds_per_run / max(1, self.workers))
 
+    def estimated_wait(self) -> float:
+        """Seconds a request submitted now would likely wait for its run to start (0: a worker is free)."""
+        if self.running < self.workers and not len(self.queue):
+            return 0.0
+        return self.retry_after()
+
     def _overloaded(self, message: str, reason: str) -> errors.ServiceUnavailableError:
         self.metrics.refusals.labels(self.model_id, reason).inc()
         return errors.overloaded(message, self.retry_after())

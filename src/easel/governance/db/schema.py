@@ -75,3 +75,5 @@ class UsageRecord(Base):
     charged_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
     #: The end user the client named (`safety_identifier`, else `user`), for abuse monitoring.
     safety_identifier: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: The served model that answered, when not the one named (overflow, fallback), or the upstream's.
+    served_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
