@@ -48,6 +48,19 @@ def test_a_port_in_use_is_one_message(tmp_path: Path) -> None:
         ('[[models]]\nid = "x"\nsizez = ["512x512"]\n', ["models.0.sizez: unknown setting"]),
         ('[[models]]\nid = "x"\nsizes = ["big"]\n', ["models.0.sizes: size 'big' is not WIDTHxHEIGHT"]),
         ("port = 99999\n", ["port: Input should be less than or equal to 65535 (got 99999)"]),
+        (
+            '[[models]]\nid = "x"\nbackend = "openai"\n[models.options]\napi_key_env = "EASEL_NO_KEY"\n',
+            ["model 'x': the environment variable EASEL_NO_KEY holding the upstream key is not set"],
+        ),
+        (
+            '[[models]]\nid = "x"\nbackend = "openai"\n[models.options]\nbase_url = "api.openai.com"\n',
+            ["model 'x': invalid options for backend 'openai': base_url: String should match pattern"],
+        ),
+        ('[[models]]\nid = "x"\noverflow = "y"\n', ["model 'x': overflow 'y' is not a served id"]),
+        (
+            '[[models]]\nid = "x"\naliases = ["z"]\nfallback = "z"\n',
+            ["fallback 'z' must be another served model"],
+        ),
     ],
 )
 def test_configuration_errors_name_the_file_and_the_setting(

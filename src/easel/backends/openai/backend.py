@@ -51,6 +51,7 @@ class OpenAIBackend(RelayBackend):
         self.rehost_urls = o.rehost_urls
         self.passthrough_unknown = o.passthrough_unknown
         self.upstream: Upstream | None = None
+        self._key = o.api_key(spec.id)  # read when the server is built: a missing key stops start-up
         self.slots = anyio.CapacityLimiter(o.max_in_flight)
 
     @property
@@ -79,7 +80,7 @@ class OpenAIBackend(RelayBackend):
         }
 
     async def start(self) -> None:
-        self.upstream = Upstream(self.spec.id, self.opts, self.opts.api_key(self.spec.id), self.transport)
+        self.upstream = Upstream(self.spec.id, self.opts, self._key, self.transport)
 
     async def close(self) -> None:
         if self.upstream is not None:

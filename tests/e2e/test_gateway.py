@@ -1,0 +1,302 @@
+"""easel as a gateway: a real `easel serve` in front of a real strict `easel serve` upstream (with its
+own key) and of a fault-injecting upstream, driven with the official SDK and raw HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from tests.helpers import Server, decode, free_port, items, mask_png, noisy_png, start_server
+from tests.upstream import PATIENCE, USAGE, Faults, fault_upstream
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
+GATEWAY_KEY = "sk-gateway-test"
+UPSTREAM = f"""
+api_keys = ["{UPSTREAM_KEY}"]
+[[models]]
+id = "gpt-image-2.6-sunburst"
+strict = true
+aliases = ["gpt-image-1", "dall-e-2"]
+"""
+
+
+def gateway_config(upstream: Server, faults: Faults) -> str:
+    relay = (f'backend = "openai"\n[models.options]\napi_key_env = "UPSTREAM_KEY"\n'
+             f'base_url = "{upstream.url}/v1"\n')  # fmt: skip
+    faulty = (f'backend = "openai"\nmirrors = "gpt-image-2.6-sunburst"\n[models.options]\n'
+              f'api_key_env = "UPSTREAM_KEY"\nbase_url = "{faults.url}"\n')  # fmt: skip
+    return f"""
+api_keys = ["{GATEWAY_KEY}"]
+[[models]]
+id = "gpt-image-2.6-sunburst"
+aliases = ["gpt-image-1"]
+{relay}
+[[models]]
+id = "dall-e-2"
+{relay}rehost_urls = true
+
+[[models]]
+id = "faulty"
+{faulty}timeout_seconds = 3
+max_retries = 2
+max_retry_wait_seconds = 5
+failure_threshold = 1000
+
+[[models]]
+id = "breaker"
+{faulty}max_retries = 0
+failure_threshold = 2
+skip_seconds = 600
+
+[[models]]
+id = "nowhere"
+backend = "openai"
+[models.options]
+base_url = "http://127.0.0.1:{free_port()}/v1"
+api_key_env = "UPSTREAM_KEY"
+max_retries = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("upstream"), UPSTREAM)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[Faults]:
+    with fault_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def budget_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    data = tmp_path_factory.mktemp("gateway") / "data"
+    done = subprocess.run(
+        [sys.executable, "-m", "easel", "keys", "create", "--json", "--data-dir", str(data),
+         "--budget-images", "2", "--budget-period", "total"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return data, json.loads(done.stdout)["secret"]
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: Server, faults: Faults, budget_key: tuple[Path, str]) -> Iterator[Server]:
+    data, _ = budget_key
+    server = start_server(data.parent, gateway_config(upstream, faults), env={"UPSTREAM_KEY": UPSTREAM_KEY},
+                          data_dir=data)  # fmt: skip
+    yield server
+    server.stop()
+
+
+def client(server: Server, key: str = GATEWAY_KEY, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=retries, timeout=PATIENCE)
+
+
+def post(server: Server, path: str, body: dict[str, Any], key: str = GATEWAY_KEY) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/images/{path}", json=body, timeout=PATIENCE,
+                      headers={"authorization": f"Bearer {key}"})  # fmt: skip
+
+
+def test_every_endpoint_through_the_gateway_with_the_sdk(gateway: Server, upstream: Server) -> None:
+    sdk = client(gateway)
+    asked: dict[str, Any] = {"model": "gpt-image-2.6-sunburst", "prompt": "a red kite", "size": "1536x864",
+                             "quality": "low"}  # fmt: skip
+    raw = sdk.images.with_raw_response.generate(**asked)
+    relayed = raw.parse()
+    direct = client(upstream, UPSTREAM_KEY).images.generate(**asked)
+    assert raw.headers["x-easel-served-by"] == "gpt-image-2.6-sunburst"
+    assert raw.headers["x-upstream-request-id"].startswith("req_")
+    assert raw.headers["x-upstream-request-id"] != raw.headers["x-request-id"]
+    # The upstream's answer as it is: its fields, resolved size and quality, usage.
+    assert relayed.model_dump(exclude={"created", "data"}) == direct.model_dump(exclude={"created", "data"})
+    assert decode(base64.b64decode(items(relayed)[0].b64_json or "")).size == (1536, 864)
+
+    # A multipart edit, re-posted with its file bytes unchanged: every unmasked pixel comes back.
+    image = noisy_png((1024, 1024), seed=3)
+    hole = (256, 256, 768, 768)
+    mask = mask_png((1024, 1024), hole)
+    edited = sdk.images.edit(model="gpt-image-1", image=("in.png", image, "image/png"), prompt="a hat",
+                             mask=("m.png", mask, "image/png"), size="1024x1024")  # fmt: skip
+    out = decode(base64.b64decode(items(edited)[0].b64_json or "")).convert("RGB")
+    original = Image.open(io.BytesIO(image)).convert("RGB")
+    assert out.crop((0, 0, 1024, 256)).tobytes() == original.crop((0, 0, 1024, 256)).tobytes()
+    assert out.crop(hole).tobytes() != original.crop(hole).tobytes()
+
+    # A JSON edit: the references are sent on as the client wrote them.
+    data_url = "data:image/png;base64," + base64.b64encode(image).decode()
+    answer = post(
+        gateway, "edits", {"model": "gpt-image-1", "prompt": "a hat", "images": [{"image_url": data_url}]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["input_tokens_details"]["image_tokens"] > 0
+
+    # Variations on a dall-e upstream, its URL re-hosted on the gateway and signed there.
+    square = ("in.png", noisy_png((256, 256)), "image/png")
+    varied = sdk.images.create_variation(model="dall-e-2", image=square,
+                                         size="256x256", response_format="url")  # fmt: skip
+    url = items(varied)[0].url or ""
+    assert url.startswith(f"{gateway.url}/files/")
+    assert "sig=" in url
+    fetched = httpx.get(url, timeout=PATIENCE)
+    assert fetched.status_code == 200
+    assert decode(fetched.content).size == (256, 256)
+    tampered = httpx.get(url.replace("sig=", "sig=x"), timeout=PATIENCE)
+    assert tampered.status_code == 403
+
+    # gpt-image upstreams return only base64: a lenient gateway hosts it as a URL.
+    hosted = sdk.images.generate(model="gpt-image-2.6-sunburst", prompt="a kite", size="1024x1024",
+                                 quality="low", response_format="url")  # fmt: skip
+    assert items(hosted)[0].b64_json is None
+    picture = httpx.get(items(hosted)[0].url or "", timeout=PATIENCE)
+    assert picture.status_code == 200
+    assert decode(picture.content).size == (1024, 1024)
+
+
+def test_a_stream_is_relayed_as_it_comes(gateway: Server, upstream: Server, faults: Faults) -> None:
+    sdk = client(gateway)
+    streamed = sdk.images.generate(model="gpt-image-2.6-sunburst", prompt="a kite", stream=True,
+                                   partial_images=2, size="1024x1024", quality="low")  # fmt: skip
+    kinds = [e.type for e in streamed]
+    assert kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+
+    faults.reset("held_stream")
+    with sdk.images.generate(model="faulty", prompt="a kite", stream=True, partial_images=1) as stream:
+        events = iter(stream)
+        first = next(events)
+        # The partial reached the client while the upstream still holds its last event.
+        assert first.type == "image_generation.partial_image"
+        assert faults.holding.is_set()
+        assert not faults.release.is_set()
+        faults.release.set()
+        rest = [e.type for e in events]
+    assert rest == ["image_generation.completed"]
+
+
+def test_a_stream_cut_mid_way_ends_with_an_error_event(gateway: Server, faults: Faults) -> None:
+    faults.reset("dropped_stream")
+    with httpx.stream("POST", f"{gateway.url}/v1/images/generations", timeout=PATIENCE,
+                      headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+                      json={"model": "faulty", "prompt": "x", "stream": True,
+                            "partial_images": 1}) as response:  # fmt: skip
+        assert response.status_code == 200
+        text = response.read().decode()
+    assert "event: image_generation.partial_image" in text
+    error = json.loads(text.split("event: error\ndata: ")[1].split("\n")[0])
+    assert error["error"]["code"] == "upstream_dropped"
+    assert faults.url.split("//")[1].split("/")[0] in error["error"]["message"]
+
+
+def test_errors_are_relayed_byte_for_byte(gateway: Server, upstream: Server) -> None:
+    body = {
+        "model": "gpt-image-2.6-sunburst",
+        "prompt": "a kite",
+        "size": "256x256",
+    }  # lenient here, not there
+    relayed = post(gateway, "generations", body)
+    direct = post(upstream, "generations", body, UPSTREAM_KEY)
+    assert relayed.status_code == direct.status_code == 400
+    assert relayed.content == direct.content
+    assert relayed.headers["x-upstream-request-id"].startswith("req_")
+
+
+def test_retries_obey_the_upstream_and_stop_where_it_asks_too_long(gateway: Server, faults: Faults) -> None:
+    faults.reset((429, {"retry-after-ms": "50"}), (500, {}), "ok")
+    answer = post(gateway, "generations", {"model": "faulty", "prompt": "x"})
+    assert answer.status_code == 200, answer.text
+    assert len(faults.calls) == 3
+    assert answer.json()["usage"] == USAGE
+    assert answer.headers["x-ratelimit-remaining-requests"] == "41", "the upstream's limits reach the client"
+
+    faults.reset((429, {"retry-after": "60", "x-ratelimit-remaining-requests": "0"}))
+    refused = post(gateway, "generations", {"model": "faulty", "prompt": "x"})
+    assert len(faults.calls) == 1, "a wait past max_retry_wait_seconds is the client's to make"
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "60"
+    assert refused.json()["error"]["message"] == "fault 429"
+
+
+def test_a_stalled_upstream_is_a_504_not_to_retry(gateway: Server, faults: Faults) -> None:
+    faults.reset("stall")
+    answer = post(gateway, "generations", {"model": "faulty", "prompt": "x"})
+    faults.release.set()
+    assert answer.status_code == 504
+    assert answer.headers["x-should-retry"] == "false"
+    assert answer.json()["error"]["code"] == "upstream_timeout"
+    assert len(faults.calls) == 1, "work that may be billed is never retried"
+
+
+def test_an_unreachable_upstream_is_a_502_naming_its_host(gateway: Server) -> None:
+    answer = post(gateway, "generations", {"model": "nowhere", "prompt": "x"})
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "127.0.0.1:" in error["message"]
+    assert "retry-after" in answer.headers
+
+
+def test_repeated_failures_skip_an_upstream_and_say_so(gateway: Server, faults: Faults) -> None:
+    faults.reset((500, {}), (500, {}))
+    for _ in range(2):
+        assert post(gateway, "generations", {"model": "breaker", "prompt": "x"}).status_code == 500
+    ready = httpx.get(f"{gateway.url}/ready", timeout=PATIENCE).json()
+    assert ready["status"] == "degraded"
+    assert ready["skipped"] == ["breaker"]
+    listed = client(gateway).models.retrieve("breaker").model_dump()
+    assert listed["upstream"]["available"] is False
+    assert listed["upstream"]["skipped_for_seconds"] > 0
+
+
+def test_the_gateways_keys_and_budget_apply_before_the_upstream(
+    gateway: Server, faults: Faults, budget_key: tuple[Path, str]
+) -> None:
+    faults.reset()
+    with pytest.raises(openai.AuthenticationError):
+        client(gateway, "sk-wrong").images.generate(model="faulty", prompt="x")
+    data, key = budget_key
+    for _ in range(2):
+        assert post(gateway, "generations", {"model": "faulty", "prompt": "x"}, key).status_code == 200
+    spent = post(gateway, "generations", {"model": "faulty", "prompt": "x"}, key)
+    assert spent.status_code == 429
+    assert spent.json()["error"]["code"] == "insufficient_quota"
+    assert len(faults.calls) == 2, "neither a wrong key nor a spent budget reaches the upstream"
+    # The usage rows record the upstream's real tokens and who answered.
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with sqlite3.connect(data / "easel.db") as db:
+            rows = db.execute("SELECT input_tokens, output_tokens, served_by FROM usage_records "
+                              "WHERE model = 'faulty' AND status = 200").fetchall()  # fmt: skip
+        if len(rows) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert (USAGE["input_tokens"], USAGE["output_tokens"], "faulty") in rows
+
+
+def test_the_upstream_key_never_leaves_the_server(gateway: Server, faults: Faults) -> None:
+    faults.reset((401, {}))
+    answer = post(gateway, "generations", {"model": "faulty", "prompt": "x"})
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "upstream_auth_failed"
+    sent = faults.calls[0]["headers"]
+    assert sent["authorization"] != f"Bearer {GATEWAY_KEY}", "the client's key is not sent upstream"
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=PATIENCE).text
+    models = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {GATEWAY_KEY}"}).text
+    for where in (answer.text, metrics, models, gateway.log.read_text()):
+        assert UPSTREAM_KEY not in where
+        assert UPSTREAM_KEY[-8:] not in where
+    assert 'easel_upstream_errors_total{model="faulty",status="502"}' in metrics
