@@ -46,6 +46,8 @@ class Faults:
     holding: threading.Event = field(default_factory=threading.Event)
     #: Set by the test to let a held stream (or a stall) go on.
     release: threading.Event = field(default_factory=threading.Event)
+    #: Set by a held stream as it sends its last event.
+    sent_last: threading.Event = field(default_factory=threading.Event)
     port: int = 0
 
     @property
@@ -56,6 +58,7 @@ class Faults:
         self.script, self.calls = list(script), []
         self.holding.clear()
         self.release.clear()
+        self.sent_last.clear()
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
@@ -89,6 +92,7 @@ class Faults:
         await anyio.to_thread.run_sync(self.release.wait, PATIENCE)
         done = {**partial, "type": "image_generation.completed", "usage": USAGE}
         del done["partial_image_index"]
+        self.sent_last.set()
         yield b"event: image_generation.completed\ndata: " + orjson.dumps(done) + b"\n\n"
 
 

@@ -62,6 +62,13 @@ failure_threshold = 2
 skip_seconds = 600
 
 [[models]]
+id = "passthrough"
+{faulty}passthrough_unknown = true
+model = "upstream-name"
+organization = "org-gw"
+project = "proj-gw"
+
+[[models]]
 id = "nowhere"
 backend = "openai"
 [models.options]
@@ -182,7 +189,7 @@ def test_a_stream_is_relayed_as_it_comes(gateway: Server, upstream: Server, faul
         # The partial reached the client while the upstream still holds its last event.
         assert first.type == "image_generation.partial_image"
         assert faults.holding.is_set()
-        assert not faults.release.is_set()
+        assert not faults.sent_last.is_set()
         faults.release.set()
         rest = [e.type for e in events]
     assert rest == ["image_generation.completed"]
@@ -300,3 +307,39 @@ def test_the_upstream_key_never_leaves_the_server(gateway: Server, faults: Fault
         assert UPSTREAM_KEY not in where
         assert UPSTREAM_KEY[-8:] not in where
     assert 'easel_upstream_errors_total{model="faulty",status="502"}' in metrics
+
+
+def test_what_is_sent_upstream(gateway: Server, faults: Faults) -> None:
+    faults.reset()
+    novel = {"brand_new_field": {"depth": 3}, "another": "x"}
+    answer = post(gateway, "generations", {"model": "passthrough", "prompt": "a kite", **novel})
+    assert answer.status_code == 200, answer.text
+    sent = faults.calls[0]
+    body = json.loads(sent["body"])
+    assert body == {"model": "upstream-name", "prompt": "a kite", **novel}, "unknown fields sent verbatim"
+    assert sent["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert sent["headers"]["openai-organization"] == "org-gw"
+    assert sent["headers"]["openai-project"] == "proj-gw"
+    assert sent["headers"]["x-client-request-id"] == answer.headers["x-request-id"]
+
+    # Without passthrough an unknown field is easel's 400, and nothing is sent.
+    refused = post(gateway, "generations", {"model": "faulty", "prompt": "a kite", **novel})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "unknown_parameter"
+    assert len(faults.calls) == 1
+
+    # A multipart edit: re-posted with the model rewritten and every file's bytes unchanged.
+    image, mask = noisy_png((64, 64), seed=5), mask_png((64, 64), (8, 8, 32, 32))
+    edited = httpx.post(f"{gateway.url}/v1/images/edits", headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+                        data={"model": "passthrough", "prompt": "a hat", "size": "1024x1024"},
+                        files=[("image[]", ("a.png", image, "image/png")),
+                               ("mask", ("m.png", mask, "image/png"))],
+                        timeout=PATIENCE)  # fmt: skip
+    assert edited.status_code == 200, edited.text
+    posted = faults.calls[-1]
+    assert posted["path"] == "/v1/images/edits"
+    assert posted["headers"]["content-type"].startswith("multipart/form-data")
+    assert image in posted["body"]
+    assert mask in posted["body"]
+    assert b'name="model"\r\n\r\nupstream-name\r\n' in posted["body"]
+    assert b'name="image[]"; filename="a.png"' in posted["body"]

@@ -55,7 +55,7 @@ class Relayed:
                 f"The upstream for '{route.id}' answered a stream request without a stream.",
                 code="upstream_malformed",
             )
-        return _counted(answer.events, admission)
+        return self._counted(route.model.id, answer.events, admission)
 
     async def _send(self, route: Route, relay: RelayBackend, plan: Plan, asked: Asked, call: Call) -> Answer:
         fields = dict(asked.fields)
@@ -101,31 +101,36 @@ class Relayed:
             **rest,
         }
 
+    async def _counted(
+        self, model_id: str, events: AsyncIterator[Event], admission: Admission
+    ) -> AsyncGenerator[Event, None]:
+        """The events, each completed one counted as a delivered image and its usage added up; a
+        stream the upstream cuts or stalls counts as an upstream error."""
+        inputs = outputs = 0
+        try:
+            async for kind, data in events:
+                yield kind, data
+                if kind.endswith(".completed"):
+                    admission.images += 1
+                    tokens = _tokens(data.get("usage"))
+                    if tokens is not None:
+                        inputs, outputs = max(inputs, tokens[0]), outputs + tokens[1]
+                        admission.tokens = (inputs, outputs)
+                elif kind == "error":
+                    admission.status = 502
+        except errors.APIError as exc:
+            self.metrics.upstream_errors.labels(model_id, str(exc.status)).inc()
+            raise
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
 
 def _relay(route: Route) -> RelayBackend:
     relay = route.model.relay
     assert relay is not None, f"{route.model.id} is not relayed"
     return relay
-
-
-async def _counted(events: AsyncIterator[Event], admission: Admission) -> AsyncGenerator[Event, None]:
-    """The events, each completed one counted as a delivered image and its usage added up."""
-    inputs = outputs = 0
-    try:
-        async for kind, data in events:
-            yield kind, data
-            if kind.endswith(".completed"):
-                admission.images += 1
-                tokens = _tokens(data.get("usage"))
-                if tokens is not None:
-                    inputs, outputs = max(inputs, tokens[0]), outputs + tokens[1]
-                    admission.tokens = (inputs, outputs)
-            elif kind == "error":
-                admission.status = 502
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def _tokens(usage: Any) -> tuple[int, int] | None:

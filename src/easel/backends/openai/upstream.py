@@ -111,8 +111,10 @@ class Upstream:
                     retry_in = _asked_wait(response.headers) or self._backoff(attempt)
             wait_ok = retry_in is not None and retry_in <= self.options.max_retry_wait_seconds
             if retry_in is None or not wait_ok or attempt >= self.options.max_retries:
-                if failure.status >= 500:  # a 4xx says the upstream is well
+                if failure.status >= 500:
                     self.circuit.failed()
+                elif isinstance(failure, errors.UpstreamError) and failure.status != 429:
+                    self.circuit.succeeded()  # a 4xx of its own: the upstream is well
                 raise failure
             attempt += 1
             log.info(
