@@ -69,6 +69,27 @@ organization = "org-gw"
 project = "proj-gw"
 
 [[models]]
+id = "rehoster"
+backend = "openai"
+mirrors = "dall-e-2"
+[models.options]
+base_url = "{faults.url}"
+send_key = false
+rehost_urls = true
+
+[[models]]
+id = "single"
+max_queue = 0
+{faulty}max_in_flight = 1
+
+[[models]]
+id = "keyless"
+backend = "openai"
+[models.options]
+base_url = "{faults.url}"
+send_key = false
+
+[[models]]
 id = "nowhere"
 backend = "openai"
 [models.options]
@@ -91,19 +112,28 @@ def faults() -> Iterator[Faults]:
         yield fake
 
 
+def create_key(data: Path, *flags: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "easel", "keys", "create", "--json", "--data-dir", str(data),
+                           *flags], capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    secret: str = json.loads(done.stdout)["secret"]
+    return secret
+
+
 @pytest.fixture(scope="module")
 def budget_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     data = tmp_path_factory.mktemp("gateway") / "data"
-    done = subprocess.run(
-        [sys.executable, "-m", "easel", "keys", "create", "--json", "--data-dir", str(data),
-         "--budget-images", "2", "--budget-period", "total"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return data, json.loads(done.stdout)["secret"]
+    return data, create_key(data, "--budget-images", "2", "--budget-period", "total")
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream: Server, faults: Faults, budget_key: tuple[Path, str]) -> Iterator[Server]:
+def limited_key(budget_key: tuple[Path, str]) -> str:
+    return create_key(budget_key[0], "--rpm", "1000")
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    upstream: Server, faults: Faults, budget_key: tuple[Path, str], limited_key: str
+) -> Iterator[Server]:
     data, _ = budget_key
     server = start_server(data.parent, gateway_config(upstream, faults), env={"UPSTREAM_KEY": UPSTREAM_KEY},
                           data_dir=data)  # fmt: skip
@@ -331,7 +361,8 @@ def test_what_is_sent_upstream(gateway: Server, faults: Faults) -> None:
     # A multipart edit: re-posted with the model rewritten and every file's bytes unchanged.
     image, mask = noisy_png((64, 64), seed=5), mask_png((64, 64), (8, 8, 32, 32))
     edited = httpx.post(f"{gateway.url}/v1/images/edits", headers={"authorization": f"Bearer {GATEWAY_KEY}"},
-                        data={"model": "passthrough", "prompt": "a hat", "size": "1024x1024"},
+                        data={"model": "passthrough", "prompt": "a hat", "size": "1024x1024",
+                              "output_format": "svg", "svg[model]": "gpt-5"},
                         files=[("image[]", ("a.png", image, "image/png")),
                                ("mask", ("m.png", mask, "image/png"))],
                         timeout=PATIENCE)  # fmt: skip
@@ -343,3 +374,47 @@ def test_what_is_sent_upstream(gateway: Server, faults: Faults) -> None:
     assert mask in posted["body"]
     assert b'name="model"\r\n\r\nupstream-name\r\n' in posted["body"]
     assert b'name="image[]"; filename="a.png"' in posted["body"]
+    assert b'name="svg[model]"\r\n\r\ngpt-5\r\n' in posted["body"], "nested fields as the SDKs send them"
+
+
+def test_an_upstream_without_auth_gets_no_key(gateway: Server, faults: Faults) -> None:
+    faults.reset()
+    assert post(gateway, "generations", {"model": "keyless", "prompt": "a kite"}).status_code == 200
+    assert "authorization" not in faults.calls[0]["headers"]
+
+
+def test_easels_own_limits_are_the_ones_a_limited_caller_sees(
+    gateway: Server, faults: Faults, limited_key: str
+) -> None:
+    faults.reset()
+    answer = post(gateway, "generations", {"model": "faulty", "prompt": "x"}, limited_key)
+    assert answer.status_code == 200
+    assert answer.headers["x-ratelimit-limit-requests"] == "1000"
+    assert answer.headers["x-ratelimit-remaining-requests"] != "41", "easel's limits, not the upstream's"
+
+
+def test_a_rehosted_url_is_fetched_only_from_the_upstream_or_a_public_address(
+    gateway: Server, faults: Faults
+) -> None:
+    faults.reset({"created": 1, "data": [{"url": "http://169.254.169.254/latest/meta-data"}]})
+    answer = post(gateway, "generations", {"model": "rehoster", "prompt": "x", "response_format": "url"})
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_url_failed"
+    assert "not a public address" in error["message"]
+    assert json.loads(faults.calls[0]["body"])["response_format"] == "url", "a dall-e upstream makes URLs"
+
+
+def test_a_stream_holds_its_upstream_slot_until_it_ends(gateway: Server, faults: Faults) -> None:
+    faults.reset("held_stream")
+    with client(gateway).images.generate(
+        model="single", prompt="a kite", stream=True, partial_images=1
+    ) as stream:
+        events = iter(stream)
+        assert next(events).type == "image_generation.partial_image"
+        busy = post(gateway, "generations", {"model": "single", "prompt": "x"})
+        assert busy.status_code == 503, "one in flight, none may wait"
+        assert busy.json()["error"]["code"] == "server_overloaded"
+        faults.release.set()
+        assert [e.type for e in events] == ["image_generation.completed"]
+    assert post(gateway, "generations", {"model": "single", "prompt": "x"}).status_code == 200

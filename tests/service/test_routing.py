@@ -140,3 +140,11 @@ def test_a_local_failure_falls_back_and_a_refusal_does_not(gateway: tuple[TestCl
     assert refused.json()["error"]["code"] == "moderation_blocked"
     assert refused.headers["x-easel-served-by"] == "local", "a refusal is never routed around"
     assert rerouted(client, "fallback") == 2
+
+
+def test_a_draining_server_sends_nothing_more_upstream(gateway: tuple[TestClient, GatedBackend]) -> None:
+    client, _ = gateway
+    client.app.state.services.service.drain()  # type: ignore[attr-defined]
+    answer = client.post("/v1/images/generations", json={"model": "cloud", "prompt": "a kite"})
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"] == "The server is shutting down."

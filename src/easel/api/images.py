@@ -52,7 +52,7 @@ async def _serve(
             # sse-starlette cancels the events when the client leaves, which abandons the work.
             stream, hold = _sse(answer, call.hold), None
             return EventSourceResponse(stream, sep="\n", ping=15, headers=call.headers)
-        return Response(orjson.dumps(answer), media_type="application/json", headers=call.headers)
+        return Response(answer, media_type="application/json", headers=call.headers)
     finally:
         if hold is not None:
             hold.release()

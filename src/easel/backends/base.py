@@ -1,4 +1,4 @@
-"""The backend contract: `Options`, and the two kinds of backend, `Backend` (threads) and `AsyncBackend`."""
+"""The backend contract: `Options`, and the kinds that render, `Backend` (threads) and `AsyncBackend`."""
 
 from __future__ import annotations
 

@@ -35,6 +35,8 @@ class Answer:
 
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+    #: The body's bytes as they came (passed on unchanged when nothing in it is replaced).
+    raw: bytes | None = None
     events: AsyncIterator[RelayedEvent] | None = None
 
 

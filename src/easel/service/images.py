@@ -8,9 +8,10 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 import anyio.to_thread
+import orjson
 
 from .. import errors
 from ..backends import AnyBackend, AsyncBackend, RelayBackend
@@ -133,9 +134,9 @@ class ImageService:
         call: Call,
         *,
         form: bool,
-    ) -> dict[str, Any] | Streamed | None:
-        """One image request, start to end: the JSON body, a stream, or None when the client left
-        before its images were ready. Refusals are APIErrors, raised before any work."""
+    ) -> bytes | Streamed | None:
+        """One image request, start to end: the JSON body's bytes, a stream, or None when the
+        client left before its images were ready. Refusals are APIErrors, raised before any work."""
         route = self.route_for(fields, op)
         call.model = route.id
         call.caller.check_model(route.id)
@@ -155,12 +156,12 @@ class ImageService:
                 return None
             return Streamed(self._stream(events, call, admission))
         with admission:
-            body = await until_gone(self._answer(served, plan, asked, call, admission), call.gone)
-            if body is None:
+            answered = await until_gone(self._answer(served, plan, asked, call, admission), call.gone)
+            if answered is None:
                 admission.status = 499
                 return None
-            admission.images = len(body["data"])
-        return body
+            content, admission.images = answered
+        return content
 
     def route_for(self, raw: Mapping[str, Any], op: Operation) -> Route:
         """The requested id (type-checked), or the endpoint's default: dall-e-2 for variations,
@@ -277,7 +278,7 @@ class ImageService:
 
     async def _answer(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission
-    ) -> dict[str, Any] | None:
+    ) -> tuple[bytes, int] | None:
         try:
             return await self._answer_on(route, plan, asked, call, admission)
         except Exception as exc:
@@ -289,11 +290,12 @@ class ImageService:
 
     async def _answer_on(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission
-    ) -> dict[str, Any] | None:
+    ) -> tuple[bytes, int] | None:
+        """The JSON body's bytes and its image count, or None when the client left first."""
         if route.model.relay is not None:
             return await self.relayed.answer(route, plan, asked, call, admission)
         body = await self.local.answer(route.model, plan, call)
-        return cast("dict[str, Any] | None", body)
+        return None if body is None else (orjson.dumps(body), len(body["data"]))
 
     async def _open(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission

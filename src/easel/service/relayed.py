@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import orjson
 import pybase64
 
 from .. import errors
@@ -27,9 +28,10 @@ class Relayed:
 
     async def answer(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission
-    ) -> dict[str, Any]:
-        """The upstream's body as it came, its base64 hosted (or its URLs re-hosted) where the
-        client asked for URLs; its real usage goes to the usage row."""
+    ) -> tuple[bytes, int]:
+        """The upstream's body as it came (its bytes unchanged), or with its base64 hosted (or
+        its URLs re-hosted) where the client asked for URLs, and its image count; its real
+        usage goes to the usage row."""
         relay = _relay(route)
         answer = await self._send(route, relay, plan, asked, call)
         body = answer.body
@@ -39,11 +41,13 @@ class Relayed:
                 code="upstream_malformed",
             )
         delivery = plan.delivery
+        admission.tokens = _tokens(body.get("usage"))
+        content = answer.raw
         if delivery.response_format == "url":
             fmt = str(body.get("output_format") or delivery.output_format)
             body["data"] = [await self._hosted(route, relay, item, fmt, call) for item in body["data"]]
-        admission.tokens = _tokens(body.get("usage"))
-        return body  # the upstream's shape, passed on as it came
+            content = None
+        return content or orjson.dumps(body), len(body["data"])
 
     async def open(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 
 from ... import errors
 from ...contract.profiles import Surface
 from ...contract.references import RemotePolicy, fetch_image
 from ...jobs import Capabilities
 from ..base import BackendOptions
-from ..relay import Answer, Forward, RelayBackend
+from ..relay import Answer, Forward, RelayBackend, RelayedEvent
 from .options import OpenAIOptions
 from .upstream import Upstream
 
@@ -38,8 +38,6 @@ class OpenAIBackend(RelayBackend):
     URLs in front, the upstream's answer passed on as it came."""
 
     Options: ClassVar[type[BackendOptions]] = OpenAIOptions
-    #: A transport for the upstream client (tests inject faults here); None: the network.
-    transport: httpx.AsyncBaseTransport | None = None
 
     def __init__(self, spec: ModelSpec, options: BackendOptions | None = None) -> None:
         super().__init__(spec, options)
@@ -80,15 +78,16 @@ class OpenAIBackend(RelayBackend):
         }
 
     async def start(self) -> None:
-        self.upstream = Upstream(self.spec.id, self.opts, self._key, self.transport)
+        self.upstream = Upstream(self.spec.id, self.opts, self._key)
 
     async def close(self) -> None:
         if self.upstream is not None:
             await self.upstream.close()
 
     def check_room(self) -> None:
-        waiting = self.slots.statistics().tasks_waiting
-        if waiting >= self.spec.max_queue:
+        slots = self.slots.statistics()
+        waiting = slots.tasks_waiting
+        if slots.borrowed_tokens >= slots.total_tokens and waiting >= self.spec.max_queue:
             raise errors.overloaded(
                 f"The server is overloaded: {waiting} requests are waiting for the upstream at {self.host}.",
                 1.0,
@@ -98,12 +97,32 @@ class OpenAIBackend(RelayBackend):
         upstream = self.upstream
         assert upstream is not None, "relay before start"
         fields = {**forward.fields, "model": self.upstream_model(forward.model)}
-        async with self.slots:
-            response = await upstream.send(forward, fields)
-        headers = upstream.passed_on(response.headers)
-        if forward.stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-            return Answer(headers=headers, events=upstream.events(response))
-        return Answer(headers=headers, body=await upstream.body(response))
+        slot = object()  # the borrower: a stream gives its slot back from another task
+        await self.slots.acquire_on_behalf_of(slot)
+        try:
+            reply = await upstream.send(forward, fields)
+            headers = upstream.passed_on(reply.headers)
+            if forward.stream and reply.streamed:  # the slot is held until the stream ends
+                return Answer(headers=headers, events=self._holding(upstream.events(reply), slot))
+            raw, body = await upstream.body(reply)
+        except BaseException:
+            self.slots.release_on_behalf_of(slot)
+            raise
+        self.slots.release_on_behalf_of(slot)
+        return Answer(headers=headers, body=body, raw=raw)
+
+    async def _holding(
+        self, events: AsyncIterator[RelayedEvent], slot: object
+    ) -> AsyncIterator[RelayedEvent]:
+        """`events`, then this request's in-flight slot given back, however the stream ends."""
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.slots.release_on_behalf_of(slot)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def upstream_model(self, named: str) -> str:
         """The upstream's name for a request: the option, else the id the client named when this

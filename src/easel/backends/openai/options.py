@@ -24,6 +24,10 @@ class OpenAIOptions(BackendOptions):
         None, description="The environment variable holding the upstream key (default: OPENAI_API_KEY)."
     )
     api_key_file: Path | None = Field(None, description="A file holding the upstream key, instead.")
+    send_key: bool = Field(
+        True,
+        description="Send a bearer key upstream; false for an upstream without auth (a local vLLM-Omni).",
+    )
     model: str | None = Field(
         None, description="The upstream's model name (default: the id the client named, when this "
         "model answers it; else this model's id)."
@@ -70,10 +74,14 @@ class OpenAIOptions(BackendOptions):
     def _one_key_source(self) -> OpenAIOptions:
         if self.api_key_env is not None and self.api_key_file is not None:
             raise ValueError("set api_key_env or api_key_file, not both")
+        if not self.send_key and (self.api_key_env is not None or self.api_key_file is not None):
+            raise ValueError("send_key = false sends no key: drop api_key_env and api_key_file")
         return self
 
-    def api_key(self, model_id: str) -> str:
+    def api_key(self, model_id: str) -> str | None:
         """The upstream key, read once at start-up; a BackendConfigError names what is missing."""
+        if not self.send_key:
+            return None
         if self.api_key_file is not None:
             try:
                 key = self.api_key_file.read_text().strip()

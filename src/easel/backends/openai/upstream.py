@@ -8,15 +8,16 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from ... import errors
-from ...imaging import Upload
 from ..relay import Forward, RelayedEvent
 from .options import OpenAIOptions
 
@@ -26,6 +27,12 @@ log = logging.getLogger("easel.upstream")
 PASSED_ON = ("x-ratelimit-", "openai-processing-ms")
 #: Retry headers of an error answer, passed on with it.
 RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
+#: Nothing reached the upstream, or nothing was taken by it: safe to retry.
+UNREACHED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+#: The upstream took the request and said nothing more within the read timeout.
+STALLED = (aiohttp.SocketTimeoutError, asyncio.TimeoutError)
+#: The connection broke after the request was sent.
+BROKEN = (aiohttp.ClientError,)
 
 
 class Circuit:
@@ -52,62 +59,85 @@ class Circuit:
         self.failures, self.open_until = 0, 0.0
 
 
-class Upstream:
-    """Calls one upstream's images endpoints for one served model."""
+@dataclass(frozen=True)
+class Reply:
+    """An upstream's 200 answer, its body not yet read, and its headers."""
 
-    def __init__(
-        self,
-        model_id: str,
-        options: OpenAIOptions,
-        key: str,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    response: aiohttp.ClientResponse
+    headers: CIMultiDictProxy[str]
+
+    @property
+    def streamed(self) -> bool:
+        return self.response.content_type == "text/event-stream"
+
+
+class Upstream:
+    """Calls one upstream's images endpoints for one served model, on one pooled session."""
+
+    def __init__(self, model_id: str, options: OpenAIOptions, key: str | None) -> None:
         self.model_id = model_id
         self.options = options
+        self.base = options.base_url.rstrip("/")
         self.host = urlsplit(options.base_url).netloc
         self._key = key
-        headers = {"authorization": f"Bearer {key}", "user-agent": "easel-gateway"}
+        self.headers = {"user-agent": "easel-gateway"}
+        if key is not None:
+            self.headers["authorization"] = f"Bearer {key}"
         if options.organization:
-            headers["openai-organization"] = options.organization
+            self.headers["openai-organization"] = options.organization
         if options.project:
-            headers["openai-project"] = options.project
-        o = options
-        self.client = httpx.AsyncClient(
-            base_url=o.base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(o.timeout_seconds, connect=o.connect_timeout_seconds, pool=None),
-            limits=httpx.Limits(max_connections=o.max_in_flight, max_keepalive_connections=o.max_in_flight),
-            transport=transport,
-        )
-        self.circuit = Circuit(o.failure_threshold, o.skip_seconds)
+            self.headers["openai-project"] = options.project
+        self.circuit = Circuit(options.failure_threshold, options.skip_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session, opened on first use (it needs the running loop)."""
+        if self._session is None:
+            o = self.options
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=o.connect_timeout_seconds, sock_read=o.timeout_seconds
+                ),
+                connector=aiohttp.TCPConnector(limit=o.max_in_flight, ttl_dns_cache=300),
+                read_bufsize=1 << 20,
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # -- one request ---------------------------------------------------------------------
 
-    async def send(self, forward: Forward, fields: Mapping[str, Any]) -> httpx.Response:
+    async def send(self, forward: Forward, fields: Mapping[str, Any]) -> Reply:
         """The upstream's 200 answer, its body not yet read; retried while nothing can have been
         billed (a refused connection, a 429 or 5xx answer), as its retry headers allow."""
         attempt = 0
+        url, headers = f"{self.base}/images/{forward.operation}", {"x-client-request-id": forward.request_id}
+        if forward.stream:
+            headers["accept"] = "text/event-stream"
+        if not forward.form:
+            headers["content-type"] = "application/json"
         while True:
             retry_in: float | None = None
             try:
-                response = await self.client.send(self._request(forward, fields), stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                response = await self.session.post(url, data=_payload(forward, fields), headers=headers)
+            except UNREACHED as exc:
                 failure: errors.APIError = self.unreachable(exc)
                 retry_in = self._backoff(attempt)
-            except httpx.TimeoutException:
+            except STALLED:
                 self.circuit.failed()
                 raise self.timed_out() from None
-            except httpx.TransportError as exc:
+            except BROKEN as exc:
                 self.circuit.failed()
                 raise self.dropped(exc) from None
             else:
-                if response.status_code < 400:
-                    return response
+                if response.status < 400:
+                    return Reply(response, response.headers)
                 failure = await self._error(response)
-                if response.status_code == 429 or response.status_code >= 500:
+                if response.status == 429 or response.status >= 500:
                     retry_in = _asked_wait(response.headers) or self._backoff(attempt)
             wait_ok = retry_in is not None and retry_in <= self.options.max_retry_wait_seconds
             if retry_in is None or not wait_ok or attempt >= self.options.max_retries:
@@ -122,17 +152,15 @@ class Upstream:
             )
             await asyncio.sleep(retry_in)
 
-    async def body(self, response: httpx.Response) -> dict[str, Any]:
-        """A 200 answer's JSON body, read whole (within `max_response_bytes`)."""
+    async def body(self, reply: Reply) -> tuple[bytes, dict[str, Any]]:
+        """A 200 answer's JSON body, read whole (within `max_response_bytes`): its bytes as they
+        came, and parsed."""
         try:
-            raw = await self._read(response)
+            raw = await self._read(reply.response)
         finally:
-            await response.aclose()
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+            reply.response.release()
+        value = _json(raw)
+        if value is None or not isinstance(value.get("data"), list):
             self.circuit.failed()
             raise errors.BadGatewayError(
                 f"The upstream images server at {self.host} answered 200 with a body that is not an "
@@ -141,20 +169,14 @@ class Upstream:
                 headers={"x-should-retry": "false"},
             )
         self.circuit.succeeded()
-        return value
+        return raw, value
 
-    async def events(self, response: httpx.Response) -> AsyncIterator[RelayedEvent]:
+    async def events(self, reply: Reply) -> AsyncIterator[RelayedEvent]:
         """A 200 stream's events as they arrive; a cut or a stall past the read timeout raises
         the 502 or 504 a stream's `event: error` carries."""
         event, data = "", []
         try:
-            async for line in response.aiter_lines():
-                if len(line) > self.options.max_response_bytes:
-                    raise errors.BadGatewayError(
-                        f"The upstream images server at {self.host} sent a stream event over "
-                        f"{self.options.max_response_bytes} bytes.",
-                        code="upstream_malformed",
-                    )
+            async for line in self._lines(reply.response):
                 if line.startswith(":"):
                     continue
                 if line:
@@ -166,7 +188,7 @@ class Upstream:
                         data.append(value)
                     continue
                 if data:
-                    parsed = _json("\n".join(data))
+                    parsed = _json("\n".join(data).encode())
                     if parsed is None:
                         raise errors.BadGatewayError(
                             f"The upstream at {self.host} sent a stream event that is not JSON.",
@@ -174,30 +196,30 @@ class Upstream:
                         )
                     yield event or str(parsed.get("type", "message")), parsed
                 event, data = "", []
-        except httpx.TimeoutException:
+        except STALLED:
             self.circuit.failed()
             raise self.timed_out() from None
-        except httpx.TransportError as exc:
+        except BROKEN as exc:
             self.circuit.failed()
             raise self.dropped(exc) from None
         finally:
-            await response.aclose()
+            reply.response.release()
         self.circuit.succeeded()
 
     async def download(self, url: str) -> bytes:
-        """GET a URL on the upstream's own host with the pooled client (for `rehost_urls`)."""
+        """GET a URL on the upstream's own host with the pooled session (for `rehost_urls`)."""
         try:
-            async with self.client.stream("GET", url) as response:
-                if response.status_code != 200:
+            async with self.session.get(url) as response:
+                if response.status != 200:
                     raise errors.BadGatewayError(
-                        f"The upstream images server at {self.host} answered {response.status_code} "
+                        f"The upstream images server at {self.host} answered {response.status} "
                         "for the image URL it returned.",
                         code="upstream_url_failed",
                     )
                 return await self._read(response)
-        except httpx.TimeoutException:
+        except STALLED:
             raise self.timed_out() from None
-        except httpx.TransportError as exc:
+        except BROKEN as exc:
             raise self.dropped(exc) from None
 
     # -- failures, in OpenAI's shape -----------------------------------------------------
@@ -226,17 +248,19 @@ class Upstream:
             headers={"x-should-retry": "false"},
         )
 
-    async def _error(self, response: httpx.Response) -> errors.APIError:
+    async def _error(self, response: aiohttp.ClientResponse) -> errors.APIError:
         """The upstream's error answer as the client gets it: relayed byte for byte, except that
         a refusal of easel's own key never reaches a client (it is the operator's to fix)."""
         try:
             raw = await self._read(response)
         except errors.APIError as exc:
             return exc
+        except (*STALLED, *BROKEN) as exc:
+            return self.dropped(exc)
         finally:
-            await response.aclose()
-        status = response.status_code
-        headers = {k: v for k, v in response.headers.items() if k in RETRY_HEADERS}
+            response.release()
+        status = response.status
+        headers = {k.lower(): v for k, v in response.headers.items() if k.lower() in RETRY_HEADERS}
         headers |= self.passed_on(response.headers)
         if status in (401, 403):
             log.error(
@@ -249,7 +273,7 @@ class Upstream:
                 code="upstream_auth_failed",
                 headers={"x-should-retry": "false"},
             )
-        envelope = _json(raw.decode("utf-8", "replace"))
+        envelope = _json(raw)
         if envelope is None or not isinstance(envelope.get("error"), dict):
             return errors.BadGatewayError(
                 f"The upstream images server at {self.host} answered {status} with a body that is not "
@@ -260,15 +284,18 @@ class Upstream:
         scrubbed = self.scrub(raw.decode("utf-8", "replace")).encode()
         return errors.UpstreamError(status, scrubbed, envelope, headers)
 
-    def passed_on(self, headers: httpx.Headers) -> dict[str, str]:
+    def passed_on(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The upstream's headers a client gets: its request id (renamed), its rate limits."""
-        kept = {k: v for k, v in headers.items() if k.startswith(PASSED_ON)}
-        if "x-request-id" in headers:
-            kept["x-upstream-request-id"] = headers["x-request-id"]
+        kept = {k.lower(): v for k, v in headers.items() if k.lower().startswith(PASSED_ON)}
+        request_id = headers.get("x-request-id")
+        if request_id is not None:
+            kept["x-upstream-request-id"] = request_id
         return kept
 
     def scrub(self, text: str) -> str:
         """`text` with the upstream key (and its tail, which OpenAI's messages quote) masked."""
+        if not self._key:
+            return text
         text = text.replace(self._key, "***")
         tail = self._key[-4:]
         return text.replace(f"****{tail}", "****") if len(self._key) > 8 else text
@@ -276,37 +303,52 @@ class Upstream:
     def _backoff(self, attempt: int) -> float:
         return float(min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 2))
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    def _too_large(self) -> errors.BadGatewayError:
+        return errors.BadGatewayError(
+            f"The upstream images server at {self.host} sent an answer over "
+            f"{self.options.max_response_bytes} bytes (max_response_bytes).",
+            code="upstream_too_large",
+            headers={"x-should-retry": "false"},
+        )
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         most = self.options.max_response_bytes
+        if response.content_length is not None and response.content_length > most:
+            raise self._too_large()
         body = bytearray()
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             body += chunk
             if len(body) > most:
-                raise errors.BadGatewayError(
-                    f"The upstream images server at {self.host} sent an answer over {most} bytes "
-                    "(max_response_bytes).",
-                    code="upstream_too_large",
-                    headers={"x-should-retry": "false"},
-                )
+                raise self._too_large()
         return bytes(body)
 
-    # -- building the request ------------------------------------------------------------
+    async def _lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+        """A stream's lines (LF or CRLF ends) as they arrive, none longer than `max_response_bytes`."""
+        pending = b""
+        async for chunk in response.content.iter_any():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+            if len(pending) > self.options.max_response_bytes:
+                raise self._too_large()
+        if pending:
+            yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
-    def _request(self, forward: Forward, fields: Mapping[str, Any]) -> httpx.Request:
-        path = f"images/{forward.operation}"
-        headers = {"x-client-request-id": forward.request_id}
-        if forward.stream:
-            headers["accept"] = "text/event-stream"
-        if not forward.form:
-            return self.client.build_request(
-                "POST",
-                path,
-                content=orjson.dumps(fields),
-                headers={**headers, "content-type": "application/json"},
-            )
-        return self.client.build_request(
-            "POST", path, data=dict(_form_fields(fields)), files=_files(forward.files), headers=headers
-        )
+
+def _payload(forward: Forward, fields: Mapping[str, Any]) -> bytes | aiohttp.FormData:
+    """The body to send: JSON as the client sent it (the model rewritten), or the form re-posted
+    part by part, every file's bytes unchanged."""
+    if not forward.form:
+        return orjson.dumps(fields)
+    form = aiohttp.FormData(quote_fields=False)
+    for name, value in _form_fields(fields):
+        form.add_field(name, value)
+    for name, uploads in forward.files.items():
+        for u in uploads:
+            form.add_field(name, u.data, filename=u.filename or "image",
+                           content_type=u.content_type or "application/octet-stream")  # fmt: skip
+    return form
 
 
 def _form_fields(fields: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -323,16 +365,7 @@ def _form_fields(fields: Mapping[str, Any], prefix: str = "") -> list[tuple[str,
     return out
 
 
-def _files(files: Mapping[str, Sequence[Upload]]) -> list[tuple[str, tuple[str, bytes, str]]]:
-    """The file parts under their own names, their bytes unchanged."""
-    return [
-        (name, (u.filename or "image", u.data, u.content_type or "application/octet-stream"))
-        for name, uploads in files.items()
-        for u in uploads
-    ]
-
-
-def _asked_wait(headers: httpx.Headers) -> float | None:
+def _asked_wait(headers: Mapping[str, str]) -> float | None:
     """The wait an answer asks for: `retry-after-ms`, else `retry-after` in seconds."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         with contextlib.suppress(ValueError, TypeError):
@@ -341,7 +374,7 @@ def _asked_wait(headers: httpx.Headers) -> float | None:
     return None
 
 
-def _json(text: str) -> dict[str, Any] | None:
+def _json(text: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
