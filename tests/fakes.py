@@ -70,6 +70,8 @@ class GatedBackend(AsyncBackend):
         self.waiting = threading.Event()
         self.closed = False
         self.fail: Exception | None = None
+        #: Raised once the first image's previews are out (a failure after a stream has started).
+        self.fail_late: Exception | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate: asyncio.Event | None = None
 
@@ -112,6 +114,8 @@ class GatedBackend(AsyncBackend):
             for step in range(r.previews):
                 if on_preview is not None:
                     await on_preview(i, step, Image.new("RGB", (r.width, r.height), (step, 0, 0)))
+            if self.fail_late is not None:
+                raise self.fail_late
             yield Rendered(image=Image.new("RGB", (r.width, r.height), (shade, shade, shade)), seed=seed)
 
 

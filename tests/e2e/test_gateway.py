@@ -305,23 +305,27 @@ def test_the_gateways_keys_and_budget_apply_before_the_upstream(
     faults.reset()
     with pytest.raises(openai.AuthenticationError):
         client(gateway, "sk-wrong").images.generate(model="faulty", prompt="x")
+    blocked = post(gateway, "generations", {"model": "faulty", "prompt": "a nude figure"})
+    assert blocked.status_code == 400
+    assert blocked.json()["error"]["code"] == "moderation_blocked"
     data, key = budget_key
-    for _ in range(2):
-        assert post(gateway, "generations", {"model": "faulty", "prompt": "x"}, key).status_code == 200
+    answered = [post(gateway, "generations", {"model": "faulty", "prompt": "x"}, key) for _ in range(2)]
+    assert [a.status_code for a in answered] == [200, 200]
+    ids = tuple(a.headers["x-request-id"] for a in answered)
     spent = post(gateway, "generations", {"model": "faulty", "prompt": "x"}, key)
     assert spent.status_code == 429
     assert spent.json()["error"]["code"] == "insufficient_quota"
-    assert len(faults.calls) == 2, "neither a wrong key nor a spent budget reaches the upstream"
+    assert len(faults.calls) == 2, "neither a wrong key, a refused prompt nor a spent budget reaches it"
     # The usage rows record the upstream's real tokens and who answered.
     deadline = time.monotonic() + PATIENCE
     while True:
         with sqlite3.connect(data / "easel.db") as db:
-            rows = db.execute("SELECT input_tokens, output_tokens, served_by FROM usage_records "
-                              "WHERE model = 'faulty' AND status = 200").fetchall()  # fmt: skip
-        if len(rows) >= 3 or time.monotonic() > deadline:
+            rows = db.execute("SELECT status, input_tokens, output_tokens, served_by FROM usage_records "
+                              "WHERE request_id IN (?, ?)", ids).fetchall()  # fmt: skip
+        if (len(rows) == 2 and all(row[0] for row in rows)) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert (USAGE["input_tokens"], USAGE["output_tokens"], "faulty") in rows
+    assert rows == [(200, USAGE["input_tokens"], USAGE["output_tokens"], "faulty")] * 2
 
 
 def test_the_upstream_key_never_leaves_the_server(gateway: Server, faults: Faults) -> None:
@@ -337,6 +341,7 @@ def test_the_upstream_key_never_leaves_the_server(gateway: Server, faults: Fault
         assert UPSTREAM_KEY not in where
         assert UPSTREAM_KEY[-8:] not in where
     assert 'easel_upstream_errors_total{model="faulty",status="502"}' in metrics
+    assert 'easel_upstream_seconds_count{model="faulty"}' in metrics
 
 
 def test_what_is_sent_upstream(gateway: Server, faults: Faults) -> None:

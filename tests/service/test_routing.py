@@ -3,6 +3,7 @@ in front of a real strict `easel serve` upstream, reached through the `openai` b
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -140,6 +141,53 @@ def test_a_local_failure_falls_back_and_a_refusal_does_not(gateway: tuple[TestCl
     assert refused.json()["error"]["code"] == "moderation_blocked"
     assert refused.headers["x-easel-served-by"] == "local", "a refusal is never routed around"
     assert rerouted(client, "fallback") == 2
+
+    # A failure after the stream's first event stays in the stream: nothing is sent twice.
+    backend.fail, backend.fail_late = None, errors.GenerationFailedError("CUDA out of memory.")
+    with client.stream("POST", "/v1/images/generations", json=body) as stream:
+        assert stream.headers["x-easel-served-by"] == "local"
+        text = stream.read().decode()
+    assert text.index("event: image_generation.partial_image") < text.index("event: error")
+    assert "CUDA out of memory." in text
+    assert rerouted(client, "fallback") == 2
+
+    # The usage rows say who answered.
+    database = client.app.state.services.settings.data_dir / "easel.db"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + STUCK
+    while True:
+        with sqlite3.connect(database) as db:
+            rows = db.execute("SELECT status, served_by FROM usage_records ORDER BY id").fetchall()
+        if (len(rows) >= 4 and all(status for status, _ in rows)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert rows == [(200, "cloud"), (200, "cloud"), (400, "local"), (500, "local")]
+
+
+def test_a_long_wait_overflows_before_the_queue_is_full(
+    upstream: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROUTING_UPSTREAM_KEY", UPSTREAM_KEY)
+    local = ModelSpec(id="local", overflow="cloud", overflow_after_seconds=0.5)
+    cloud = ModelSpec(id="cloud", backend="openai", options={
+        "base_url": f"{upstream.url}/v1", "api_key_env": "ROUTING_UPSTREAM_KEY",
+        "model": "gpt-image-2.6-sunburst",
+    })  # fmt: skip
+    backend = GatedBackend(local, concurrency=1)
+    settings = Settings(data_dir=tmp_path / "data", models=[local, cloud])
+    with (
+        TestClient(create_app(settings, backends={"local": backend})) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(generate, client)
+        try:
+            assert backend.waiting.wait(STUCK)
+            # One run ahead at the scheduler's first guess of 1 s a run: past the 0.5 s allowed.
+            second = generate(client)
+            assert second.status_code == 200, second.text
+            assert second.headers["x-easel-served-by"] == "cloud"
+        finally:
+            backend.open_gate()
+        assert first.result(STUCK).headers["x-easel-served-by"] == "local"
 
 
 def test_a_draining_server_sends_nothing_more_upstream(gateway: tuple[TestClient, GatedBackend]) -> None:
