@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,28 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
+@contextmanager
+def serving(upstream: Server, tmp: Path, **local: Any) -> Iterator[tuple[TestClient, GatedBackend]]:
+    """A gated local model (one run at a time) with `local`'s routing, and `cloud` on the upstream."""
+    spec = ModelSpec(id="local", **local)
+    cloud = ModelSpec(id="cloud", backend="openai", options={
+        "base_url": f"{upstream.url}/v1", "api_key_env": "ROUTING_UPSTREAM_KEY",
+        "model": "gpt-image-2.6-sunburst",
+    })  # fmt: skip
+    backend = GatedBackend(spec, concurrency=1)
+    settings = Settings(data_dir=tmp / "data", models=[spec, cloud])
+    with TestClient(create_app(settings, backends={"local": backend})) as client:
+        yield client, backend
+        backend.open_gate()
+
+
 @pytest.fixture
 def gateway(
     upstream: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[TestClient, GatedBackend]]:
     monkeypatch.setenv("ROUTING_UPSTREAM_KEY", UPSTREAM_KEY)
-    local = ModelSpec(id="local", max_queue=1, overflow="cloud", fallback="cloud")
-    cloud = ModelSpec(id="cloud", backend="openai", options={
-        "base_url": f"{upstream.url}/v1", "api_key_env": "ROUTING_UPSTREAM_KEY",
-        "model": "gpt-image-2.6-sunburst",
-    })  # fmt: skip
-    backend = GatedBackend(local, concurrency=1)
-    settings = Settings(data_dir=tmp_path / "data", models=[local, cloud])
-    with TestClient(create_app(settings, backends={"local": backend})) as client:
-        yield client, backend
-        backend.open_gate()
+    with serving(upstream, tmp_path, max_queue=1, overflow="cloud", fallback="cloud") as served:
+        yield served
 
 
 def generate(client: TestClient, **body: Any) -> Any:
@@ -167,15 +175,8 @@ def test_a_long_wait_overflows_before_the_queue_is_full(
     upstream: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ROUTING_UPSTREAM_KEY", UPSTREAM_KEY)
-    local = ModelSpec(id="local", overflow="cloud", overflow_after_seconds=0.5)
-    cloud = ModelSpec(id="cloud", backend="openai", options={
-        "base_url": f"{upstream.url}/v1", "api_key_env": "ROUTING_UPSTREAM_KEY",
-        "model": "gpt-image-2.6-sunburst",
-    })  # fmt: skip
-    backend = GatedBackend(local, concurrency=1)
-    settings = Settings(data_dir=tmp_path / "data", models=[local, cloud])
     with (
-        TestClient(create_app(settings, backends={"local": backend})) as client,
+        serving(upstream, tmp_path, overflow="cloud", overflow_after_seconds=0.5) as (client, backend),
         ThreadPoolExecutor(1) as pool,
     ):
         first = pool.submit(generate, client)

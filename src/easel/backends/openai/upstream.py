@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,16 +123,11 @@ class Upstream:
         while True:
             retry_in: float | None = None
             try:
-                response = await self.session.post(url, data=_payload(forward, fields), headers=headers)
+                with self._reached():
+                    response = await self.session.post(url, data=_payload(forward, fields), headers=headers)
             except UNREACHED as exc:
                 failure: errors.APIError = self.unreachable(exc)
                 retry_in = self._backoff(attempt)
-            except STALLED:
-                self.circuit.failed()
-                raise self.timed_out() from None
-            except BROKEN as exc:
-                self.circuit.failed()
-                raise self.dropped(exc) from None
             else:
                 if response.status < 400:
                     return Reply(response, response.headers)
@@ -176,39 +171,34 @@ class Upstream:
         the 502 or 504 a stream's `event: error` carries."""
         event, data = "", []
         try:
-            async for line in self._lines(reply.response):
-                if line.startswith(":"):
-                    continue
-                if line:
-                    name, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data.append(value)
-                    continue
-                if data:
-                    parsed = _json("\n".join(data).encode())
-                    if parsed is None:
-                        raise errors.BadGatewayError(
-                            f"The upstream at {self.host} sent a stream event that is not JSON.",
-                            code="upstream_malformed",
-                        )
-                    yield event or str(parsed.get("type", "message")), parsed
-                event, data = "", []
-        except STALLED:
-            self.circuit.failed()
-            raise self.timed_out() from None
-        except BROKEN as exc:
-            self.circuit.failed()
-            raise self.dropped(exc) from None
+            with self._reached():
+                async for line in self._lines(reply.response):
+                    if line.startswith(":"):
+                        continue
+                    if line:
+                        name, _, value = line.partition(":")
+                        value = value[1:] if value.startswith(" ") else value
+                        if name == "event":
+                            event = value
+                        elif name == "data":
+                            data.append(value)
+                        continue
+                    if data:
+                        parsed = _json("\n".join(data).encode())
+                        if parsed is None:
+                            raise errors.BadGatewayError(
+                                f"The upstream at {self.host} sent a stream event that is not JSON.",
+                                code="upstream_malformed",
+                            )
+                        yield event or str(parsed.get("type", "message")), parsed
+                    event, data = "", []
         finally:
             reply.response.release()
         self.circuit.succeeded()
 
     async def download(self, url: str) -> bytes:
         """GET a URL on the upstream's own host with the pooled session (for `rehost_urls`)."""
-        try:
+        with self._reached(count=False):
             async with self.session.get(url) as response:
                 if response.status != 200:
                     raise errors.BadGatewayError(
@@ -217,12 +207,26 @@ class Upstream:
                         code="upstream_url_failed",
                     )
                 return await self._read(response)
-        except STALLED:
-            raise self.timed_out() from None
-        except BROKEN as exc:
-            raise self.dropped(exc) from None
 
     # -- failures, in OpenAI's shape -----------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reached(self, *, count: bool = True) -> Iterator[None]:
+        """Inside, the request may have reached the upstream: a stall is its 504 and a cut its
+        502, neither to be retried (counted against it, unless `count` is false). A request that
+        never reached it (UNREACHED) passes through, to be retried."""
+        try:
+            yield
+        except UNREACHED:
+            raise
+        except STALLED:
+            if count:
+                self.circuit.failed()
+            raise self.timed_out() from None
+        except BROKEN as exc:
+            if count:
+                self.circuit.failed()
+            raise self.dropped(exc) from None
 
     def unreachable(self, exc: BaseException) -> errors.BadGatewayError:
         """Nothing reached the upstream: the client may retry."""
