@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -113,3 +114,46 @@ def start_redis() -> Redis:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("redis-server did not start")
+
+
+#: Credentials moto accepts; set for every S3 client the tests make and the servers they start.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3:
+    """A moto S3 server on a loopback port (a real HTTP S3 API), with one bucket."""
+
+    server: Any
+    url: str
+    bucket: str
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            config=Config(signature_version="s3v4"))  # fmt: skip
+
+    def listed(self) -> list[str]:
+        listed = self.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(item["Key"] for item in listed.get("Contents", ()))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_s3(bucket: str = "easel-images") -> S3:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = S3(server, f"http://127.0.0.1:{port}", bucket)
+    s3.client().create_bucket(Bucket=bucket)
+    return s3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from easel.app import create_app
 from easel.settings import Settings
+from tests.backing import S3, S3_ENV, start_s3
 from tests.helpers import Server, start_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +43,27 @@ aliases = [
   "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-1", "dall-e-3", "dall-e-2",
 ]
 """
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    """One moto S3 server (a real S3 API over HTTP) for the session, with a bucket."""
+    store = start_s3()
+    yield store
+    store.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def hosting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The settings of each storage whose URLs point back at easel: local files, and an S3 bucket
+    read through easel (`s3_presign = false`), each under its own key prefix."""
+    if request.param == "local":
+        return {}
+    s3: S3 = request.getfixturevalue("s3")
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    return {"storage": "s3", "s3_bucket": s3.bucket, "s3_endpoint_url": s3.url, "s3_region": "us-east-1",
+            "s3_presign": False, "s3_prefix": f"{request.node.name}/"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,21 @@ class Services:
 
 def build_storage(settings: Settings) -> Storage:
     """The hosted-image store the settings ask for (a new storage is one more choice here)."""
+    if settings.storage == "s3":
+        from .storage.s3 import S3Storage, s3_client
+
+        assert settings.s3_bucket is not None
+        s3 = S3Storage(
+            s3_client(settings.s3_endpoint_url, settings.s3_region),
+            settings.s3_bucket,
+            settings.s3_prefix,
+            settings.url_ttl_seconds,
+            presign=settings.s3_presign,
+            data_dir=settings.data_dir,
+            base_url=settings.base_url,
+        )
+        s3.check()
+        return s3
     return LocalStorage(settings.data_dir, settings.url_ttl_seconds, settings.base_url)
 
 

@@ -160,6 +160,21 @@ class Settings(BaseSettings):
         False, description="Build URLs from X-Forwarded-Proto/-Host when no public_base_url is set."
     )
     url_ttl_seconds: int = Field(3600, ge=1, description="How long a hosted image URL stays valid.")
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Where hosted images are kept: files in the data directory, or an S3 bucket."
+    )
+    s3_bucket: str | None = Field(None, description='The bucket (storage = "s3").')
+    s3_prefix: str = Field("images/", description="The key prefix of hosted images in the bucket.")
+    s3_endpoint_url: str | None = Field(
+        None, description="An S3-compatible store's endpoint (MinIO, R2, Ceph); default: AWS."
+    )
+    s3_region: str | None = Field(
+        None, description="The bucket's region (default: the AWS credential chain's)."
+    )
+    s3_presign: bool = Field(
+        True, description="Hosted URLs are presigned GETs on the bucket; false: easel-signed URLs that "
+        "easel answers from the bucket (for a bucket private to the network)."
+    )  # fmt: skip
     sweep_interval_seconds: float = Field(
         60.0, gt=0, description="How often expired hosted images are deleted."
     )
@@ -278,6 +293,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"model {m.id!r}: {name} {target!r} must be another served model")
             if m.overflow_after_seconds is not None and m.overflow is None:
                 raise ValueError(f'model {m.id!r}: overflow_after_seconds needs overflow = "<served id>"')
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError('storage = "s3" needs s3_bucket = "<bucket name>"')
         one_request = self.max_body_bytes + 4 * self.max_request_pixels
         if self.max_buffered_bytes < one_request:
             raise ValueError(

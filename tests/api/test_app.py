@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -250,27 +251,31 @@ def hosted_url(client: TestClient, headers: dict[str, str] | None = None) -> str
     return url
 
 
-def test_public_base_url_and_trusted_proxy(tmp_path: Path) -> None:
-    with make(tmp_path, public_base_url="https://img.example.com/") as client:
+def test_public_base_url_and_trusted_proxy(tmp_path: Path, hosting: dict[str, Any]) -> None:
+    with make(tmp_path, public_base_url="https://img.example.com/", **hosting) as client:
         assert hosted_url(client).startswith("https://img.example.com/files/images/")
     forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "proxy.example.org"}
-    with make(tmp_path, trust_proxy=True) as client:
+    with make(tmp_path, trust_proxy=True, **hosting) as client:
         assert hosted_url(client, forwarded).startswith("https://proxy.example.org/files/images/")
-    with make(tmp_path) as client:  # untrusted: forwarded headers are ignored
+    with make(tmp_path, **hosting) as client:  # untrusted: forwarded headers are ignored
         assert hosted_url(client, forwarded).startswith("http://127.0.0.1:8000/files/images/")
 
 
-def test_hosted_url_tampering_and_traversal(app_client: TestClient) -> None:
-    url = hosted_url(app_client)
-    path = url.removeprefix("http://127.0.0.1:8000")
-    assert app_client.get(path).status_code == 200
-    name, sig = path.rsplit("?sig=", 1)
-    assert app_client.get(f"{name}?sig={sig[:-2]}AA").status_code == 403
-    assert app_client.get(name).status_code == 403
-    later = name.replace("/images/", "/images/9")  # a longer expiry: the signature no longer fits
-    assert app_client.get(f"{later}?sig={sig}").status_code == 403
-    assert app_client.get(f"/files/images/..%2Furl-signing.key?sig={sig}").status_code == 404
-    assert app_client.get(f"/files/images/../url-signing.key?sig={sig}").status_code == 404
+def test_hosted_url_tampering_and_traversal(tmp_path: Path, hosting: dict[str, Any]) -> None:
+    with make(tmp_path, **hosting) as client:
+        url = hosted_url(client)
+        path = url.removeprefix("http://127.0.0.1:8000")
+        fetched = client.get(path)
+        assert fetched.status_code == 200
+        assert fetched.content.startswith(b"\x89PNG")
+        assert fetched.headers["x-content-type-options"] == "nosniff"
+        name, sig = path.rsplit("?sig=", 1)
+        assert client.get(f"{name}?sig={sig[:-2]}AA").status_code == 403
+        assert client.get(name).status_code == 403
+        later = name.replace("/images/", "/images/9")  # a longer expiry: the signature no longer fits
+        assert client.get(f"{later}?sig={sig}").status_code == 403
+        assert client.get(f"/files/images/..%2Furl-signing.key?sig={sig}").status_code == 404
+        assert client.get(f"/files/images/../url-signing.key?sig={sig}").status_code == 404
 
 
 def test_repeated_image_parts_are_a_list(fake: TestClient, recorder: RecordingBackend) -> None:

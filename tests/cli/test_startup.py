@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backing import S3_ENV, start_s3
 from tests.helpers import Server, free_port, start_server
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,7 @@ def test_a_port_in_use_is_one_message(tmp_path: Path) -> None:
             ["model 'x': invalid options for backend 'openai': base_url: String should match pattern"],
         ),
         ('[[models]]\nid = "x"\noverflow = "y"\n', ["model 'x': overflow 'y' is not a served id"]),
+        ('storage = "s3"\n', ['storage = "s3" needs s3_bucket = "<bucket name>"']),
         (
             '[[models]]\nid = "x"\naliases = ["z"]\nfallback = "z"\n',
             ["fallback 'z' must be another served model"],
@@ -185,3 +187,33 @@ def test_uvicorns_lines_carry_no_terminal_colours(lenient_server: Server) -> Non
     assert "Started server process" in log
     assert "color_message" not in log
     assert "\\x1b" not in log
+
+
+def test_a_bucket_that_cannot_be_reached_or_used_is_one_message(tmp_path: Path) -> None:
+    config = tmp_path / "easel.toml"
+    config.write_text(f'storage = "s3"\ns3_bucket = "b"\ns3_endpoint_url = "http://127.0.0.1:{free_port()}"\n'
+                      's3_region = "us-east-1"\n')  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **S3_ENV}
+    command = [sys.executable, "-m", "easel", "serve", "--config", str(config), "--data-dir", str(tmp_path)]
+    message = refused(subprocess.run(command, capture_output=True, text=True, env=env, timeout=120))
+    assert "s3_bucket 'b' cannot be reached" in message, message
+    s3 = start_s3()
+    try:
+        config.write_text(f'storage = "s3"\ns3_bucket = "no-such-bucket"\ns3_endpoint_url = "{s3.url}"\n'
+                          's3_region = "us-east-1"\n')  # fmt: skip
+        message = refused(subprocess.run(command, capture_output=True, text=True, env=env, timeout=120))
+    finally:
+        s3.stop()
+    assert "s3_bucket 'no-such-bucket': it does not exist; create it" in message, message
+
+
+def test_s3_storage_without_boto3_says_how_to_install_it(tmp_path: Path) -> None:
+    config = tmp_path / "easel.toml"
+    config.write_text('storage = "s3"\ns3_bucket = "b"\n')
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules.update(dict.fromkeys(['boto3']))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(blocker)}
+    command = [sys.executable, "-m", "easel", "serve", "--config", str(config), "--data-dir", str(tmp_path)]
+    message = refused(subprocess.run(command, capture_output=True, text=True, env=env, timeout=120))
+    assert "pip install 'easel-server[s3]'" in message, message
