@@ -22,12 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-from tests.helpers import Server, free_port, start_server
+from tests.helpers import Server, free_port, start_server, wait_until_up
 
 from bench.common import drive, pct
 
@@ -113,17 +111,12 @@ def start_litellm(tmp: Path, upstream: Server) -> Proxy:
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     proxy = Proxy(process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"litellm exited: {(tmp / 'litellm.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{proxy.url}/health/liveliness", timeout=5).status_code == 200:
-                return proxy
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proxy.stop()
-    raise RuntimeError("litellm did not start within 300 s")
+    try:
+        wait_until_up(process, f"{proxy.url}/health/liveliness", tmp / "litellm.log", "litellm")
+    except RuntimeError:
+        proxy.stop()
+        raise
+    return proxy
 
 
 async def rounds(urls: dict[str, tuple[str, dict[str, str] | None]], case: str, concurrency: int, total: int,

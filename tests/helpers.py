@@ -140,16 +140,25 @@ def start_server(
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
     server = Server(process, port, data_dir, log)
-    # Minutes, not seconds: a loaded machine loads pipelines slowly. A process that exits fails
-    # at once, with its log.
+    try:
+        wait_until_up(process, f"{server.url}/health", log, "easel serve")
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path, name: str) -> None:
+    """Return once `url` answers 200. Minutes, not seconds: a loaded machine loads pipelines
+    slowly. A process that exits fails at once, with its log."""
     deadline = time.monotonic() + START_DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"easel serve exited: {log.read_text()}")
+            raise RuntimeError(f"{name} exited: {log.read_text()[-5000:]}")
         try:
-            if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
-                return server
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"easel serve did not start within {START_DEADLINE} s: {log.read_text()}")
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not start within {START_DEADLINE} s: {log.read_text()[-5000:]}")

@@ -285,6 +285,9 @@ def test_an_unreachable_upstream_is_a_502_naming_its_host(gateway: Server) -> No
     assert error["code"] == "upstream_unreachable"
     assert "127.0.0.1:" in error["message"]
     assert "retry-after" in answer.headers
+    assert "could not be reached (ClientConnectorError). Retry 1 of 1 in" in gateway.log.read_text(), (
+        "a refused connection reached nothing: it is retried (max_retries = 1)"
+    )
 
 
 def test_repeated_failures_skip_an_upstream_and_say_so(gateway: Server, faults: Faults) -> None:

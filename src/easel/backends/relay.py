@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ class Answer:
     body: dict[str, Any] | None = None
     #: The body's bytes as they came (passed on unchanged when nothing in it is replaced).
     raw: bytes | None = None
-    events: AsyncIterator[RelayedEvent] | None = None
+    events: AsyncGenerator[RelayedEvent, None] | None = None
 
 
 class RelayBackend(BaseBackend):

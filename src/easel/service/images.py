@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -83,10 +83,8 @@ class ImageService:
         self.relayed = Relayed(storage, self.metrics)
         self.default_model = default_model
         self.gate = gate
-        self.storage = storage
         self.limits = limits
         self.remote = remote
-        self.timeout = timeout
         self.draining = False
         self.started = int(time.time())
 
@@ -299,7 +297,7 @@ class ImageService:
 
     async def _open(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """A stream's events, opened: an upstream has answered 200, or, where a fallback is set,
         the first event has come (until then a failure can still go elsewhere)."""
         try:
@@ -317,7 +315,7 @@ class ImageService:
 
     async def _open_on(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission, *, prime: bool
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         if route.model.relay is not None:
             return await self.relayed.open(route, plan, asked, call, admission)
         ticket = self.local.enqueue(route.model, plan, call.caller.owner)
@@ -328,12 +326,12 @@ class ImageService:
         return _chained(first, events)
 
     async def _stream(
-        self, events: AsyncIterator[Event], call: Call, admission: Admission
+        self, events: AsyncGenerator[Event, None], call: Call, admission: Admission
     ) -> AsyncGenerator[Event, None]:
         """A stream's events, which settle the request however it ends: a failure is an `error` event."""
         with admission:
             try:
-                async with contextlib.aclosing(events) as opened:  # type: ignore[type-var]
+                async with contextlib.aclosing(events) as opened:
                     async for event in opened:
                         yield event
             except Exception as exc:
@@ -348,15 +346,11 @@ class ImageService:
                 yield "error", errors.stream_payload(exc, call.request_id)
 
 
-async def _chained(first: Event, rest: AsyncIterator[Event]) -> AsyncGenerator[Event, None]:
-    try:
+async def _chained(first: Event, rest: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    async with contextlib.aclosing(rest):
         yield first
         async for event in rest:
             yield event
-    finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 async def _failing(exc: Exception) -> AsyncGenerator[Event, None]:

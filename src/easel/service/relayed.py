@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -51,7 +52,7 @@ class Relayed:
 
     async def open(
         self, route: Route, plan: Plan, asked: Asked, call: Call, admission: Admission
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The upstream's stream, once it has answered 200: its events, passed on as they come."""
         answer = await self._send(route, _relay(route), plan, asked, call)
         if answer.events is None:
@@ -106,29 +107,26 @@ class Relayed:
         }
 
     async def _counted(
-        self, model_id: str, events: AsyncIterator[Event], admission: Admission
+        self, model_id: str, events: AsyncGenerator[Event, None], admission: Admission
     ) -> AsyncGenerator[Event, None]:
         """The events, each completed one counted as a delivered image and its usage added up; a
         stream the upstream cuts or stalls counts as an upstream error."""
         inputs = outputs = 0
         try:
-            async for kind, data in events:
-                yield kind, data
-                if kind.endswith(".completed"):
-                    admission.images += 1
-                    tokens = _tokens(data.get("usage"))
-                    if tokens is not None:
-                        inputs, outputs = max(inputs, tokens[0]), outputs + tokens[1]
-                        admission.tokens = (inputs, outputs)
-                elif kind == "error":
-                    admission.status = 502
+            async with contextlib.aclosing(events):
+                async for kind, data in events:
+                    yield kind, data
+                    if kind.endswith(".completed"):
+                        admission.images += 1
+                        tokens = _tokens(data.get("usage"))
+                        if tokens is not None:
+                            inputs, outputs = max(inputs, tokens[0]), outputs + tokens[1]
+                            admission.tokens = (inputs, outputs)
+                    elif kind == "error":
+                        admission.status = 502
         except errors.APIError as exc:
             self.metrics.upstream_errors.labels(model_id, str(exc.status)).inc()
             raise
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 def _relay(route: Route) -> RelayBackend:

@@ -12,7 +12,7 @@ import anyio.to_thread
 
 from .. import errors
 from .base import Download, Storage, StoredImage
-from .signing import NAME, TMP_PREFIX, Signer, new_name
+from .signing import TMP_PREFIX, Signer, expiry, new_name
 
 TMP_MAX_AGE = 3600
 
@@ -70,9 +70,9 @@ class LocalStorage(Storage):
         now = self.clock()
         removed = 0
         for entry in os.scandir(self.root):
-            match = NAME.match(entry.name)
+            expires = expiry(entry.name)
             stale_tmp = entry.name.startswith(TMP_PREFIX) and (entry.stat().st_mtime < now - TMP_MAX_AGE)
-            if stale_tmp or (match is not None and int(match["expires"]) <= now):
+            if stale_tmp or (expires is not None and expires <= now):
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
         return removed

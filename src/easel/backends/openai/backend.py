@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -112,17 +113,15 @@ class OpenAIBackend(RelayBackend):
         return Answer(headers=headers, body=body, raw=raw)
 
     async def _holding(
-        self, events: AsyncIterator[RelayedEvent], slot: object
-    ) -> AsyncIterator[RelayedEvent]:
+        self, events: AsyncGenerator[RelayedEvent, None], slot: object
+    ) -> AsyncGenerator[RelayedEvent, None]:
         """`events`, then this request's in-flight slot given back, however the stream ends."""
         try:
-            async for event in events:
-                yield event
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
         finally:
             self.slots.release_on_behalf_of(slot)
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
     def upstream_model(self, named: str) -> str:
         """The upstream's name for a request: the option, else the id the client named when this

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,10 +61,13 @@ class Circuit:
 
 @dataclass(frozen=True)
 class Reply:
-    """An upstream's 200 answer, its body not yet read, and its headers."""
+    """An upstream's 200 answer, its body not yet read."""
 
     response: aiohttp.ClientResponse
-    headers: CIMultiDictProxy[str]
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self.response.headers
 
     @property
     def streamed(self) -> bool:
@@ -130,7 +133,7 @@ class Upstream:
                 retry_in = self._backoff(attempt)
             else:
                 if response.status < 400:
-                    return Reply(response, response.headers)
+                    return Reply(response)
                 failure = await self._error(response)
                 if response.status == 429 or response.status >= 500:
                     retry_in = _asked_wait(response.headers) or self._backoff(attempt)
@@ -142,9 +145,8 @@ class Upstream:
                     self.circuit.succeeded()  # a 4xx of its own: the upstream is well
                 raise failure
             attempt += 1
-            log.info(
-                "upstream %s: %s; retry %d in %.2f s", self.host, failure.message[:160], attempt, retry_in
-            )
+            most = self.options.max_retries
+            log.info("%s Retry %d of %d in %.2f s.", failure.message[:160], attempt, most, retry_in)
             await asyncio.sleep(retry_in)
 
     async def body(self, reply: Reply) -> tuple[bytes, dict[str, Any]]:
@@ -166,7 +168,7 @@ class Upstream:
         self.circuit.succeeded()
         return raw, value
 
-    async def events(self, reply: Reply) -> AsyncIterator[RelayedEvent]:
+    async def events(self, reply: Reply) -> AsyncGenerator[RelayedEvent, None]:
         """A 200 stream's events as they arrive; a cut or a stall past the read timeout raises
         the 502 or 504 a stream's `event: error` carries."""
         event, data = "", []
