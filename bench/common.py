@@ -42,6 +42,7 @@ async def drive(
     keep: int = 0,
     obey_retry: bool = False,
     headers: dict[str, str] | None = None,
+    path: str = "/v1/images/generations",
 ) -> Load:
     """`total` POSTs to /v1/images/generations from `concurrency` workers on keep-alive
     connections, each sending its next request when the last one is answered. With
@@ -55,7 +56,7 @@ async def drive(
     async with aiohttp.ClientSession(url, connector=connector, headers=headers) as client:
 
         async def post(i: int) -> tuple[int, bytes, float]:
-            async with client.post("/v1/images/generations", json=body(i)) as response:
+            async with client.post(path, json=body(i)) as response:
                 wait = float(response.headers.get("retry-after-ms", 0)) / 1000
                 return response.status, await response.read(), wait
 

@@ -1,11 +1,14 @@
-"""Real throwaway PostgreSQL and Redis servers for tests (Debian's `postgresql` and `redis-server`)."""
+"""Real throwaway servers for tests: PostgreSQL and Redis (Debian's `postgresql` and `redis-server`),
+S3 (moto in server mode) and a local Ray cluster."""
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from tests.helpers import free_port
+from tests.helpers import START_DEADLINE, Server, free_port, start_server
 
 INSTALL = "install them with: apt-get install postgresql redis-server (.ci/run does)"
 
@@ -157,3 +160,77 @@ def start_s3(bucket: str = "easel-images") -> S3:
     s3 = S3(server, f"http://127.0.0.1:{port}", bucket)
     s3.client().create_bucket(Bucket=bucket)
     return s3
+
+
+#: What every process of the test Ray cluster gets: no usage stats, no token (a loopback cluster
+#: of one test session; docs/scale-out.md says to keep Ray's token auth on in production).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+@dataclass
+class RayCluster:
+    """A local Ray head with logical resources (8 CPUs, 2 GPUs), and the port Serve answers on."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    serve_port: int
+    folder: Path
+
+    def logged(self) -> str:
+        """Everything the cluster's workers wrote to stderr (easel's log lines in replicas)."""
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(self.folder.glob("session_latest/logs/*.err"))
+        )
+
+    def calls(self, deployment: str, app: str = "easel") -> dict[str, int]:
+        """Replica id -> how many orders (`run` or `answer` calls) each replica of a deployment took."""
+        logs = self.folder.glob(f"session_latest/logs/serve/replica_{app}_{deployment}_*.log")
+        calls = re.compile(r"CALL (run|answer) ")
+        return {p.stem.rsplit("_", 1)[1]: len(calls.findall(p.read_text(errors="replace"))) for p in logs}
+
+    def stop(self) -> None:
+        self.process.terminate()  # `ray start --block` stops what it started
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_ray() -> RayCluster:
+    import tempfile
+
+    # Ray's socket paths must stay short: a folder of its own directly under /tmp.
+    folder = Path(tempfile.mkdtemp(prefix="easel-ray-", dir="/tmp"))
+    port = free_port()
+    ray = Path(sys.executable).with_name("ray")
+    cmd = [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+           "--num-cpus=8", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats",
+           f"--temp-dir={folder}", "--object-store-memory=300000000"]  # fmt: skip
+    log = folder / "head.log"
+    process = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, **RAY_ENV})  # fmt: skip
+    deadline = time.monotonic() + 300
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Ray head did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return RayCluster(process, f"127.0.0.1:{port}", free_port(), folder)
+
+
+def start_ray_server(
+    tmp: Path, config: str, cluster: RayCluster, env: dict[str, str] | None = None
+) -> Server:
+    """`easel serve --ray` on the session's cluster, on the port its Serve answers on. One at a time:
+    a module's server is stopped (its application removed) before the next module starts one."""
+    server = start_server(tmp, config, env={**RAY_ENV, **(env or {})},
+                          args=("--ray", "--ray-address", cluster.address),
+                          port=cluster.serve_port, grace=120)  # fmt: skip
+    deadline = time.monotonic() + START_DEADLINE
+    while "easel on Ray Serve is ready" not in server.log.read_text(errors="replace"):  # every replica runs
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"easel serve --ray did not get ready: {server.log.read_text()[-5000:]}")
+        time.sleep(0.1)
+    return server

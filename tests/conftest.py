@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from easel.app import create_app
 from easel.settings import Settings
-from tests.backing import S3, S3_ENV, start_s3
+from tests.backing import S3, S3_ENV, Postgres, Redis, start_postgres, start_redis, start_s3
 from tests.helpers import Server, start_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,6 +51,31 @@ def s3() -> Iterator[S3]:
     store = start_s3()
     yield store
     store.stop()
+
+
+@pytest.fixture(scope="session")
+def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """family -> a saved tiny random pipeline folder, loadable through `from_pretrained`."""
+    from easel.backends.diffusion import tiny
+
+    root = tmp_path_factory.mktemp("pipelines")
+    return {family: tiny.save(family, root / family) for family in tiny.FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One throwaway PostgreSQL server for the session (each test takes a database of its own)."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """One throwaway Redis server for the session."""
+    server = start_redis()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

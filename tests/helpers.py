@@ -31,6 +31,28 @@ START_DEADLINE = 300
 CLASSIC_MODELS = [{"id": "gpt-image-1"}, {"id": "dall-e-2"}, {"id": "dall-e-3"}]
 
 
+#: The sizes the tiny diffusers models of the tests accept.
+SIZES = '["256x256", "512x512", "256x384"]'
+
+
+def model_toml(model_id: str, folder: Path, extra: str = "", sizes: str = SIZES) -> str:
+    """A `[[models]]` table serving the tiny pipeline saved at `folder`."""
+    return f"""
+[[models]]
+id = "{model_id}"
+backend = "diffusers"
+sizes = {sizes}
+default_size = "256x256"
+
+[models.options]
+path = "{folder}"
+dtype = "float32"
+steps = {{ low = 2, medium = 4, high = 6 }}
+max_steps = 12
+{extra}
+"""
+
+
 def png(size: tuple[int, int] = (256, 256), mode: str = "RGB", colour: object = (40, 90, 200)) -> bytes:
     buf = io.BytesIO()
     Image.new(mode, size, colour).save(buf, "PNG")  # type: ignore[arg-type]
@@ -108,6 +130,8 @@ class Server:
     port: int
     data_dir: Path
     log: Path
+    #: How long `stop` waits for it to exit after SIGTERM (the Ray mode removes its application).
+    grace: float = 10.0
 
     @property
     def url(self) -> str:
@@ -116,7 +140,7 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(self.grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
 
@@ -127,9 +151,11 @@ def start_server(
     env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     data_dir: Path | None = None,
+    port: int | None = None,
+    grace: float = 10.0,
 ) -> Server:
-    """`easel serve` in a subprocess on a free loopback port, once /health answers."""
-    port = free_port()
+    """`easel serve` in a subprocess on a free loopback port (or `port`), once /health answers."""
+    port = port or free_port()
     data_dir = data_dir or tmp / "data"
     cmd = [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir", str(data_dir)]
     if config:
@@ -139,7 +165,7 @@ def start_server(
     log = tmp / "server.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
-    server = Server(process, port, data_dir, log)
+    server = Server(process, port, data_dir, log, grace)
     try:
         wait_until_up(process, f"{server.url}/health", log, "easel serve")
     except RuntimeError:

@@ -43,6 +43,7 @@ def test_backend_package_exports() -> None:
         "VariationJob",
         "available",
         "build",
+        "lifecycle",
         "resolve",
     ]
     for name in easel.backends.__all__:

@@ -26,8 +26,12 @@ def create_app(
     *,
     services: Services | None = None,
     backends: Mapping[str, AnyBackend] | None = None,
+    proxy_request_id: bool = False,
+    replica: str | None = None,
 ) -> FastAPI:
-    """The ASGI app. Pass `services` (or `backends`) to substitute parts in tests."""
+    """The ASGI app. Pass `services` (or `backends`) to substitute parts in tests;
+    `proxy_request_id` when the proxy in front names requests (Ray Serve's, which sends
+    `x-request-id` itself), and `replica` to name this replica in every response."""
     settings = settings or (services.settings if services else Settings())
     services = services or build_services(settings, backends)
 
@@ -60,7 +64,7 @@ def create_app(
     app.state.services = services
     for router in (images.router, models.router, files.router, health.router, admin.router):
         app.include_router(router)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, proxy_request_id=proxy_request_id, replica=replica)
     handlers.install(app)
     app.openapi = _openapi(app, services)  # type: ignore[method-assign]
     return app

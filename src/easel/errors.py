@@ -100,6 +100,11 @@ class APIError(Exception):
         """The response body's bytes: the envelope as JSON."""
         return orjson.dumps(self.envelope())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole, whatever its constructor takes: a model replica's errors cross to the
+        # ingress in the Ray mode.
+        return _rebuilt, (type(self), self.__dict__)
+
 
 class BadRequestError(APIError):
     status = 400
@@ -247,6 +252,13 @@ class UpstreamError(APIError):
 
     def content(self) -> bytes:
         return self.raw
+
+
+def _rebuilt(cls: type[APIError], state: dict[str, Any]) -> APIError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state["message"])
+    error.__dict__.update(state)
+    return error
 
 
 def overloaded(message: str, retry_after: float) -> ServiceUnavailableError:

@@ -133,18 +133,24 @@ def encode(image: Image.Image, fmt: OutputFormat, compression: int = 100) -> byt
     return bytes(imagecodecs.webp_encode(np.asarray(image), level=compression, method=0))
 
 
-def encode_rendered(
-    rendered: Rendered, fmt: OutputFormat, compression: int = 100, frame_ms: int = 200
-) -> bytes:
-    """A finished image in the format asked for: an animated GIF from its frames, its SVG document,
-    or the still."""
-    if fmt == "gif":
-        return encode_gif(list(rendered.frames) or [rendered.image], frame_ms)
-    if fmt == "svg":
-        if rendered.svg is None:
-            raise RuntimeError("the backend made no SVG document for an SVG request")
-        return rendered.svg.encode()
-    return encode(rendered.image, fmt, compression)
+@dataclass(frozen=True)
+class Encoding:
+    """How a request's images are encoded: a value, so that it can travel to another process."""
+
+    output_format: OutputFormat
+    compression: int = 100
+    frame_ms: int = 200
+
+    def __call__(self, rendered: Rendered) -> bytes:
+        """A finished image in this format: an animated GIF from its frames, its SVG document,
+        or the still."""
+        if self.output_format == "gif":
+            return encode_gif(list(rendered.frames) or [rendered.image], self.frame_ms)
+        if self.output_format == "svg":
+            if rendered.svg is None:
+                raise RuntimeError("the backend made no SVG document for an SVG request")
+            return rendered.svg.encode()
+        return encode(rendered.image, self.output_format, self.compression)
 
 
 def encode_gif(frames: list[Image.Image], frame_ms: int) -> bytes:

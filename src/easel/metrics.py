@@ -35,6 +35,10 @@ class Metrics:
         self.running = Gauge(
             "easel_runs_in_progress", "Backend runs in progress, per model.", ["model"], registry=r
         )
+        self.at_replicas = Gauge(
+            "easel_at_replicas", "Ray mode: requests this ingress has at a model's replicas, waiting or "
+            "running there (or in Ray's queue for them).", ["model"], registry=r,
+        )  # fmt: skip
         self.buffered = Gauge(
             "easel_buffered_bytes", "Bytes requests in progress hold: bodies as read, images as decoded.",
             registry=r,

@@ -19,6 +19,7 @@ from .governance.ratelimit import Allowance, RateLimiter
 from .imaging import Limits
 from .memory import Memory
 from .metrics import Metrics
+from .scheduler import ModelQueue
 from .service import ImageService, ServedModel
 from .settings import Settings
 from .storage import LocalStorage, Storage
@@ -53,25 +54,31 @@ def build_storage(settings: Settings) -> Storage:
             presign=settings.s3_presign,
             data_dir=settings.data_dir,
             base_url=settings.base_url,
+            secret=settings.url_signing_key,
         )
         s3.check()
         return s3
-    return LocalStorage(settings.data_dir, settings.url_ttl_seconds, settings.base_url)
+    return LocalStorage(
+        settings.data_dir, settings.url_ttl_seconds, settings.base_url, secret=settings.url_signing_key
+    )
 
 
 def build_services(
     settings: Settings,
     backends: Mapping[str, AnyBackend] | None = None,
     storage: Storage | None = None,
+    queues: Mapping[str, ModelQueue] | None = None,
+    metrics: Metrics | None = None,
 ) -> Services:
     """Everything the routes need; `backends` (by any id a model answers) and `storage` replace the
-    configured ones, for tests."""
+    configured ones, for tests; `queues` (by model id) run models elsewhere (the Ray mode), and
+    count on `metrics`."""
     served = []
     for spec in settings.models:
         given = [backends[i] for i in spec.ids if backends and i in backends]
         served.append(ServedModel(spec, given[0] if given else build(spec)))
     storage = storage or build_storage(settings)
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     db = Database(settings.database_url or sqlite_url(settings.data_dir))
     db.upgrade()
     auth = Authenticator(StaticKeys(settings.api_keys), StaticKeys(settings.admin_keys), KeyStore(db))
@@ -101,6 +108,7 @@ def build_services(
         cpu_workers=settings.cpu_workers,
         timeout=settings.request_timeout_seconds,
         metrics=metrics,
+        queues=queues,
     )
     memory = Memory(settings.max_buffered_bytes)
     metrics.buffered.set_function(lambda: memory.used)

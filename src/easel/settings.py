@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .cluster.options import ModelRaySettings, RaySettings
 from .contract.catalogue import MODELS, NEWEST, Profile, SizeRule
 from .contract.profiles import Surface, parse_size
 from .errors import ConfigError
@@ -104,6 +105,9 @@ class ModelSpec(BaseModel):
         None, description="A served id that retries a request this model failed with a 5xx before "
         "anything was sent to the client (never a 4xx or a moderation refusal)."
     )  # fmt: skip
+    ray: ModelRaySettings = Field(
+        default_factory=ModelRaySettings, description="Its replicas in the Ray mode (`[models.ray]`)."
+    )
 
     @field_validator("sizes")
     @classmethod
@@ -160,6 +164,10 @@ class Settings(BaseSettings):
         False, description="Build URLs from X-Forwarded-Proto/-Host when no public_base_url is set."
     )
     url_ttl_seconds: int = Field(3600, ge=1, description="How long a hosted image URL stays valid.")
+    url_signing_key: str | None = Field(
+        None, min_length=32, repr=False, description="The secret that signs hosted URLs (default: the data "
+        "directory's url-signing.key, made once); the same in every process that answers them."
+    )  # fmt: skip
     storage: Literal["local", "s3"] = Field(
         "local", description="Where hosted images are kept: files in the data directory, or an S3 bucket."
     )
@@ -268,6 +276,7 @@ class Settings(BaseSettings):
     moderation: ModerationSettings = Field(
         default_factory=ModerationSettings, description="Prompt moderation (`[moderation]`)."
     )
+    ray: RaySettings = Field(default_factory=RaySettings, description="The Ray Serve mode (`[ray]`).")
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
@@ -400,6 +409,8 @@ def reference(extra: Sequence[tuple[str, type[BaseModel]]] = ()) -> str:
         ("A model (`[[models]]` tables)", ModelSpec),
         ("A size rule (`size_rule = {...}` of a model)", SizeRuleSettings),
         ("Moderation (`[moderation]`)", ModerationSettings),
+        ("The Ray Serve mode (`[ray]`)", RaySettings),
+        ("A model's replicas in the Ray mode (`[models.ray]`)", ModelRaySettings),
         ('A moderation category (`[moderation.categories."NAME"]`)', ModerationCategory),
         *extra,
     ]

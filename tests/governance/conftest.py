@@ -1,4 +1,4 @@
-"""Fixtures for keys, limits, budgets and usage: a session PostgreSQL and Redis, and database URLs."""
+"""Fixtures for keys, limits, budgets and usage: database URLs of each kind (on the session PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,7 @@ from pathlib import Path
 import pytest
 
 from easel.governance.db import Database
-from tests.backing import Postgres, Redis, start_postgres, start_redis
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[Redis]:
-    server = start_redis()
-    yield server
-    server.stop()
+from tests.backing import Postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import errors, logs
@@ -22,21 +22,31 @@ IMAGES = "/v1/images/"
 OPERATIONS = frozenset({"generations", "edits", "variations"})
 
 
+#: The header that names the replica which answered (which one served a URL, or refused a key).
+REPLICA_HEADER = "x-easel-replica"
+
+
 class RequestContext:
     """Adds `x-request-id`, `openai-processing-ms` and `openai-version` to every response.
 
+    Behind a proxy that already names each request and sends `x-request-id` itself (Ray Serve's),
+    the proxy's id is easel's too (`proxy_request_id`): the header is then sent once, by the proxy.
+    A replica among several (the Ray mode's ingress) names itself in `x-easel-replica`.
     An exception that escapes the app is our bug: it is logged with the request id and the
     client gets the generic 500 envelope (with the same headers), never a traceback.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, proxy_request_id: bool = False, replica: str | None = None) -> None:
         self.app = app
+        self.proxy_request_id = proxy_request_id
+        self.replica = replica
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = f"req_{uuid.uuid4().hex}"
+        given = Headers(scope=scope).get("x-request-id") if self.proxy_request_id else None
+        request_id = given or f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         start = time.perf_counter()
@@ -50,7 +60,10 @@ class RequestContext:
                 started = True
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
-                headers["x-request-id"] = request_id
+                if given is None:
+                    headers["x-request-id"] = request_id
+                if self.replica is not None:
+                    headers[REPLICA_HEADER] = self.replica
                 headers["openai-version"] = OPENAI_VERSION
                 headers["openai-processing-ms"] = str(int((time.perf_counter() - start) * 1000))
             await send(message)

@@ -29,7 +29,7 @@ from .base import (
     Renderer,
     StopCheck,
 )
-from .registry import available, build, resolve
+from .registry import available, build, lifecycle, resolve
 from .relay import Answer, AnyBackend, Forward, RelayBackend, RelayedEvent
 
 __all__ = [
@@ -62,5 +62,6 @@ __all__ = [
     "VariationJob",
     "available",
     "build",
+    "lifecycle",
     "resolve",
 ]

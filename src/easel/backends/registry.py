@@ -1,10 +1,13 @@
-"""Backend name -> class through the `easel.backends` entry points, where the built-ins are registered too."""
+"""Backend name -> class through the `easel.backends` entry points (where the built-ins are registered
+too), a backend built from its spec, and started or closed."""
 
 from __future__ import annotations
 
 import functools
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
+
+import anyio.to_thread
 
 from ..errors import BackendConfigError
 from .base import AsyncBackend, Backend
@@ -54,3 +57,11 @@ def resolve(name: str) -> type[Backend] | type[AsyncBackend] | type[RelayBackend
 def build(spec: ModelSpec) -> AnyBackend:
     """The backend a model names, its options validated (`BaseBackend.options_of`)."""
     return resolve(spec.backend)(spec)
+
+
+async def lifecycle(backend: AnyBackend, *, starting: bool) -> None:
+    """Start or close a backend: a coroutine on the loop, or a `Backend`'s hook in a thread."""
+    if isinstance(backend, AsyncBackend | RelayBackend):
+        await (backend.start() if starting else backend.close())
+    else:
+        await anyio.to_thread.run_sync(backend.start if starting else backend.close)

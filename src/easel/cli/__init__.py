@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .admin import keys, usage
 from .generate import generate
+from .ray import ray_group
 from .serve import serve
 
 
@@ -36,6 +37,7 @@ cli.add_command(serve)
 cli.add_command(generate)
 cli.add_command(keys)
 cli.add_command(usage)
+cli.add_command(ray_group)
 
 
 def main() -> None:

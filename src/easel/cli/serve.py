@@ -74,6 +74,13 @@ def describe(settings: Settings, managed_keys: bool = False) -> str:
     "--allow-open", is_flag=True, default=None, help="Serve a non-loopback address without API keys."
 )
 @click.option("--log-level", default=None, help="debug, info, warning or error.")
+@click.option(
+    "--ray", "on_ray", is_flag=True, help="Run on Ray Serve: an ingress and a deployment per model "
+    "(extra easel-server[ray]; docs/scale-out.md)."
+)  # fmt: skip
+@click.option(
+    "--ray-address", default=None, help="The Ray cluster to join (default: [ray] address; none: a local one)."
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -81,6 +88,8 @@ def serve(
     data_dir: Path | None,
     allow_open: bool | None,
     log_level: str | None,
+    on_ray: bool,
+    ray_address: str | None,
 ) -> None:
     """Start the server with the embedded defaults or a configuration file."""
     from ..app import create_app
@@ -100,10 +109,20 @@ def serve(
         settings = load_settings(config, **flags)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if ray_address is not None:
+        settings = settings.model_copy(
+            update={"ray": settings.ray.model_copy(update={"address": ray_address})}
+        )
     logs.configure(settings.log_level, settings.log_format)
-    sock = _bind(settings.host, settings.port)
-    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    sock = None
+    if on_ray and settings.ray.address is not None and settings.port == 0:
+        raise click.ClickException("the Ray mode on a cluster needs a fixed port: pass --port (or EASEL_PORT)")
+    if not on_ray or settings.ray.address is None:  # a local Serve proxy binds here, so check it can
+        sock = _bind(settings.host, settings.port)
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     try:
+        # In the Ray mode too: the configuration, the backends' options, the bucket and the
+        # database (migrated once, here) are checked before anything is deployed.
         app = create_app(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -124,7 +143,27 @@ def serve(
             "behind a proxy that sends X-Forwarded-Host.",
             highlight=False,
         )
+    if on_ray:
+        app.state.services.db.close()
+        if sock is not None:
+            sock.close()  # Serve's proxy binds it
+        _serve_on_ray(settings, console)
+        return
+    assert sock is not None
     _run(app, settings, sock)
+
+
+def _serve_on_ray(settings: Settings, console: Console) -> None:
+    import importlib.util
+
+    from ..cluster.launch import serve_on_ray
+
+    if importlib.util.find_spec("ray") is None:
+        raise click.ClickException("the Ray mode needs Ray Serve: pip install 'easel-server[ray]'")
+    try:
+        serve_on_ray(settings, lambda line: console.print(line, highlight=False))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _run(app: Any, settings: Settings, sock: socket.socket) -> None:

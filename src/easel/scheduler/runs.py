@@ -49,7 +49,7 @@ class _Run:
         data = ticket.encode(rendered)
         self.metrics.stage_seconds.labels(self.model_id, "encode").observe(time.monotonic() - start)
         self.metrics.images.labels(self.model_id, ticket.job.operation).inc()
-        ticket.post(Finished(rendered, data))
+        ticket.post(Finished.of(rendered, data))
         self.made[number] += 1
 
     def fail(self, exc: BaseException) -> None:

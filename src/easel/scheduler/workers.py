@@ -8,11 +8,19 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING
+
+import anyio
 
 from .. import errors
 from ..metrics import Metrics
 from .queue import FairQueue
-from .tickets import Finished, Partial, Runner, Slice, Ticket, timed_out
+from .runs import runner_for
+from .tickets import Finished, Partial, Runner, Slice, Ticket, receive, timed_out
+
+if TYPE_CHECKING:
+    from ..backends.base import Renderer
+    from ..settings import ModelSpec
 
 log = logging.getLogger("easel.scheduler")
 
@@ -57,6 +65,26 @@ class Scheduler:
         self.metrics = metrics or Metrics()
         self.metrics.queue_depth.labels(model_id).set_function(lambda: len(self.queue))
         self.metrics.running.labels(model_id).set_function(lambda: self.running)
+
+    @classmethod
+    def serving(
+        cls,
+        spec: ModelSpec,
+        backend: Renderer,
+        metrics: Metrics,
+        cpu: anyio.CapacityLimiter,
+        cpu_workers: int,
+    ) -> Scheduler:
+        """A model's scheduler as configured: its queue's depth, its workers, batches and window."""
+        return cls(
+            spec.id,
+            runner_for(spec.id, backend, metrics, cpu),
+            depth=spec.max_queue,
+            workers=backend.concurrency or cpu_workers,
+            max_batch=spec.max_batch_size or backend.default_batch_size,
+            window=spec.batch_window_ms / 1000,
+            metrics=metrics,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,29 +141,17 @@ class Scheduler:
         assert self._ready is not None
         self._ready.set()
 
-    async def results(self, ticket: Ticket) -> AsyncGenerator[Partial | Finished, None]:
+    async def enter(self, ticket: Ticket) -> None:
+        """`submit`, as the `ModelQueue` protocol has it."""
+        self.submit(ticket)
+
+    def results(self, ticket: Ticket) -> AsyncGenerator[Partial | Finished, None]:
         """A submitted ticket's partials and images as they come, until its last image.
 
         If the consumer stops listening (the client left) the ticket is abandoned: it leaves
         the queue at once, or its render stops at the next step.
         """
-        done = False
-        try:
-            while True:
-                left = ticket.deadline - time.monotonic()
-                try:
-                    event = await asyncio.wait_for(ticket.events.get(), timeout=max(0.0, left) + 1.0)
-                except TimeoutError:
-                    raise timed_out(ticket) from None
-                if event is None or isinstance(event, BaseException):
-                    done = True
-                    if event is None:
-                        return
-                    raise event
-                yield event
-        finally:
-            if not done:
-                self.abandon(ticket)
+        return receive(ticket, self.abandon)
 
     def abandon(self, ticket: Ticket) -> None:
         """The requester is gone: free its queue slot now, or stop its render at the next step."""

@@ -14,7 +14,7 @@ import anyio.to_thread
 import orjson
 
 from .. import errors
-from ..backends import AnyBackend, AsyncBackend, RelayBackend
+from ..backends import RelayBackend, lifecycle
 from ..contract import messages
 from ..contract.params import type_name
 from ..contract.references import RemotePolicy, collect
@@ -25,7 +25,7 @@ from ..imaging import Limits, Upload
 from ..jobs import Operation
 from ..memory import Hold
 from ..metrics import Metrics
-from ..scheduler import Scheduler, runner_for
+from ..scheduler import ModelQueue, Scheduler
 from ..storage import Storage
 from .calls import Asked, Call, Event, Route, ServedModel, Streamed, until_gone
 from .local import Local
@@ -55,7 +55,10 @@ class ImageService:
         cpu_workers: int = 1,
         timeout: float = 600.0,
         metrics: Metrics | None = None,
+        queues: Mapping[str, ModelQueue] | None = None,
     ) -> None:
+        """`queues`, by model id, are the queues of models rendered elsewhere (the Ray mode's
+        replicas): their backends only plan here, and are never started here."""
         self.metrics = metrics or Metrics()
         self.models: dict[str, ServedModel] = {m.id: m for m in models}
         self.routes: dict[str, Route] = {
@@ -66,18 +69,12 @@ class ImageService:
         # CPU-bound work (decode, render, encode) holds one of these; waiting is cheaper than
         # thrashing the cores and holding every request's pixels in memory at once.
         self.cpu = anyio.CapacityLimiter(cpu_workers)
-        self.schedulers = {
-            m.id: Scheduler(
-                m.id,
-                runner_for(m.id, m.backend, self.metrics, self.cpu),
-                depth=m.spec.max_queue,
-                workers=m.backend.concurrency or cpu_workers,
-                max_batch=m.spec.max_batch_size or m.backend.default_batch_size,
-                window=m.spec.batch_window_ms / 1000,
-                metrics=self.metrics,
-            )
+        self.elsewhere = set(queues or {})
+        self.schedulers: dict[str, ModelQueue] = {**(queues or {})}
+        self.schedulers |= {
+            m.id: Scheduler.serving(m.spec, m.backend, self.metrics, self.cpu, cpu_workers)
             for m in models
-            if not isinstance(m.backend, RelayBackend)
+            if not isinstance(m.backend, RelayBackend) and m.id not in self.elsewhere
         }
         self.local = Local(self.schedulers, storage, self.metrics, timeout)
         self.relayed = Relayed(storage, self.metrics)
@@ -92,8 +89,8 @@ class ImageService:
 
     async def open(self) -> None:
         """Start every backend (loading weights, in a thread for a `Backend`), then the queues."""
-        for model in self.models.values():
-            await _lifecycle(model.backend, starting=True)
+        for model in self.here():
+            await lifecycle(model.backend, starting=True)
         for scheduler in self.schedulers.values():
             scheduler.start()
 
@@ -119,8 +116,12 @@ class ImageService:
         """Stop the queues, then release every backend."""
         for scheduler in self.schedulers.values():
             await scheduler.stop()
-        for model in self.models.values():
-            await _lifecycle(model.backend, starting=False)
+        for model in self.here():
+            await lifecycle(model.backend, starting=False)
+
+    def here(self) -> list[ServedModel]:
+        """The models whose backends run in this process."""
+        return [m for m in self.models.values() if m.id not in self.elsewhere]
 
     # -- the use case ----------------------------------------------------------------------
 
@@ -307,9 +308,11 @@ class ImageService:
         except Exception as exc:
             target = await self._fallback(route, asked, exc)
             if target is None:
-                if route.model.relay is not None:
+                # Nothing was sent: an upstream's refusal, or a queue's 503 (the SDKs retry
+                # it), is an HTTP error; a render's failure stays an `event: error`, as always.
+                if route.model.relay is not None or isinstance(exc, errors.ServiceUnavailableError):
                     raise
-                return _failing(exc)  # a local stream's failure stays an `event: error`, as always
+                return _failing(exc)
             self._answered_by(target[0], call, admission)
             return await self._open_on(*target, asked, call, admission, prime=False)
 
@@ -318,7 +321,7 @@ class ImageService:
     ) -> AsyncGenerator[Event, None]:
         if route.model.relay is not None:
             return await self.relayed.open(route, plan, asked, call, admission)
-        ticket = self.local.enqueue(route.model, plan, call.caller.owner)
+        ticket = await self.local.enqueue(route.model, plan, call)
         events = self.local.events(route.model, plan, ticket, admission)
         if not prime:
             return events
@@ -360,11 +363,3 @@ async def _failing(exc: Exception) -> AsyncGenerator[Event, None]:
 
 def _said(exc: BaseException) -> str:
     return f"{exc.status} {exc.message}" if isinstance(exc, errors.APIError) else type(exc).__name__
-
-
-async def _lifecycle(backend: AnyBackend, *, starting: bool) -> None:
-    """Start or close a backend: a coroutine on the loop, or a `Backend`'s hook in a thread."""
-    if isinstance(backend, AsyncBackend | RelayBackend):
-        await (backend.start() if starting else backend.close())
-    else:
-        await anyio.to_thread.run_sync(backend.start if starting else backend.close)

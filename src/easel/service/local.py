@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import replace
 
 from .. import imaging
@@ -13,7 +13,7 @@ from ..contract.rules import Plan
 from ..contract.usage import svg_usage
 from ..governance.gate import Admission
 from ..metrics import Metrics
-from ..scheduler import Finished, Partial, Scheduler, Ticket
+from ..scheduler import Finished, ModelQueue, Partial, Ticket
 from ..storage import Storage
 from .calls import Call, Event, ServedModel, until_gone
 
@@ -25,36 +25,35 @@ class Local:
     """Runs plans on the schedulers of the models easel renders itself."""
 
     def __init__(
-        self, schedulers: dict[str, Scheduler], storage: Storage, metrics: Metrics, timeout: float
+        self, schedulers: Mapping[str, ModelQueue], storage: Storage, metrics: Metrics, timeout: float
     ) -> None:
         self.schedulers = schedulers
         self.storage = storage
         self.metrics = metrics
         self.timeout = timeout
 
-    def enqueue(self, model: ServedModel, plan: Plan, owner: str) -> Ticket:
-        """Queue the job behind `owner`'s earlier ones; a 503 now if the queue is full."""
+    async def enqueue(self, model: ServedModel, plan: Plan, call: Call) -> Ticket:
+        """Queue the job behind its owner's earlier ones; a 503 now if the queue is full."""
         d = plan.delivery
         job, backend = plan.job, model.backend
         if job.render.seed is None:  # fixed now: the job's images may be split across runs
             job = replace(job, render=replace(job.render, seed=backend.default_seed(job)))
         ticket = Ticket(
             job=job,
-            owner=owner,
-            encode=lambda rendered: imaging.encode_rendered(
-                rendered, d.output_format, d.compression, d.frame_duration_ms
-            ),
+            owner=call.caller.owner,
+            encode=imaging.Encoding(d.output_format, d.compression, d.frame_duration_ms),
             deadline=time.monotonic() + self.timeout,
             key=backend.batch_key(job),
             limit=self.timeout,
+            request_id=call.request_id,
+            streamed=d.stream,
         )
-        self.schedulers[model.id].submit(ticket)
+        await self.schedulers[model.id].enter(ticket)
         return ticket
 
     async def answer(self, model: ServedModel, plan: Plan, call: Call) -> ImagesResponse | None:
         """The JSON body, or None when the client left first (its ticket is then abandoned)."""
-        ticket = self.enqueue(model, plan, call.caller.owner)
-        finished = await until_gone(self._finished(model, ticket), call.gone)
+        finished = await until_gone(self._finished(model, plan, call), call.gone)
         return None if finished is None else await self._body(model, plan, finished, call.origin)
 
     async def events(
@@ -70,7 +69,8 @@ class Local:
                 yield _event(prefix, item, common, per_image, safety)
                 admission.images += isinstance(item, Finished)
 
-    async def _finished(self, model: ServedModel, ticket: Ticket) -> list[Finished]:
+    async def _finished(self, model: ServedModel, plan: Plan, call: Call) -> list[Finished]:
+        ticket = await self.enqueue(model, plan, call)
         events = self.schedulers[model.id].results(ticket)
         return [e async for e in events if isinstance(e, Finished)]
 
@@ -89,7 +89,7 @@ class Local:
         if delivery.output_format == "svg" and finished:
             author = delivery.svg_author or model.id
             prompt = getattr(plan.job, "prompt", None)
-            body["svg_usage"] = svg_usage(prompt, finished[0].rendered.svg or "", author, delivery.svg_effort)
+            body["svg_usage"] = svg_usage(prompt, finished[0].svg or "", author, delivery.svg_effort)
         return body
 
     async def _item(self, model_id: str, plan: Plan, finished: Finished, origin: str | None) -> ImageItem:
@@ -103,11 +103,10 @@ class Local:
             }
         else:
             item = {"b64_json": imaging.b64(finished.data)}
-        rendered = finished.rendered
-        if delivery.revised_prompt and rendered.revised_prompt is not None:
-            item["revised_prompt"] = rendered.revised_prompt
-        if delivery.show_seed and rendered.seed is not None:
-            item["seed"] = rendered.seed
+        if delivery.revised_prompt and finished.revised_prompt is not None:
+            item["revised_prompt"] = finished.revised_prompt
+        if delivery.show_seed and finished.seed is not None:
+            item["seed"] = finished.seed
         return item
 
 

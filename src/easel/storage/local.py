@@ -25,13 +25,18 @@ class LocalStorage(Storage):
     """
 
     def __init__(
-        self, data_dir: Path, ttl_seconds: int, base_url: str, clock: Callable[[], float] = time.time
+        self,
+        data_dir: Path,
+        ttl_seconds: int,
+        base_url: str,
+        clock: Callable[[], float] = time.time,
+        secret: str | None = None,
     ) -> None:
         self.root = data_dir / "images"
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl_seconds
         self.clock = clock
-        self.signer = Signer(data_dir, base_url)
+        self.signer = Signer(data_dir, base_url, secret)
         self.sign = self.signer.sign
 
     async def put(self, data: bytes, fmt: str, origin: str | None = None) -> StoredImage:

@@ -52,6 +52,7 @@ class S3Storage(Storage):
         data_dir: Path,
         base_url: str,
         clock: Callable[[], float] = time.time,
+        secret: str | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
@@ -59,7 +60,7 @@ class S3Storage(Storage):
         self.ttl = ttl_seconds
         self.presign = presign
         self.clock = clock
-        self.signer = None if presign else Signer(data_dir, base_url)
+        self.signer = None if presign else Signer(data_dir, base_url, secret)
 
     def check(self) -> None:
         """Reach the bucket once at start-up: a ConfigError that names it, and why, if it cannot be."""

@@ -38,6 +38,10 @@ def expiry(name: str) -> int | None:
     return None if match is None else int(match["expires"])
 
 
+#: The data directory's URL-signing secret, when `url_signing_key` is not set.
+KEY_FILE = "url-signing.key"
+
+
 def load_secret(path: Path) -> bytes:
     """The URL-signing secret, created once (mode 0600) so URLs survive restarts."""
     try:
@@ -67,10 +71,11 @@ class Checked:
 
 
 class Signer:
-    """Signs names with the data directory's secret and checks signatures in constant time."""
+    """Signs names with the configured secret (or the data directory's) and checks signatures in
+    constant time."""
 
-    def __init__(self, data_dir: Path, base_url: str) -> None:
-        self._secret = load_secret(data_dir / "url-signing.key")
+    def __init__(self, data_dir: Path, base_url: str, secret: str | None = None) -> None:
+        self._secret = secret.encode() if secret is not None else load_secret(data_dir / KEY_FILE)
         self.base_url = base_url.rstrip("/")
 
     def sign(self, name: str) -> str:

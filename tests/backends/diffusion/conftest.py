@@ -1,4 +1,4 @@
-"""Tiny random pipelines saved to disk once per session, and one `easel serve` that serves them all."""
+"""One `easel serve` that serves every tiny pipeline family (saved once per session: `pipelines`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from easel.backends.diffusion import tiny
-from tests.helpers import Server, start_server
+from tests.helpers import Server, model_toml, start_server
 
 #: Model id -> (tiny family, extra TOML lines for its options).
 SERVED = {
@@ -18,31 +17,6 @@ SERVED = {
     "sdxl": ("sdxl", ""),
     "flux": ("flux", "max_sequence_length = 32"),
 }
-SIZES = '["256x256", "512x512", "256x384"]'
-
-
-@pytest.fixture(scope="session")
-def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """family -> a saved tiny pipeline folder, loadable through `from_pretrained`."""
-    root = tmp_path_factory.mktemp("pipelines")
-    return {family: tiny.save(family, root / family) for family in tiny.FAMILIES}
-
-
-def model_toml(model_id: str, folder: Path, extra: str = "", sizes: str = SIZES) -> str:
-    return f"""
-[[models]]
-id = "{model_id}"
-backend = "diffusers"
-sizes = {sizes}
-default_size = "256x256"
-
-[models.options]
-path = "{folder}"
-dtype = "float32"
-steps = {{ low = 2, medium = 4, high = 6 }}
-max_steps = 12
-{extra}
-"""
 
 
 @pytest.fixture(scope="session")

@@ -28,9 +28,7 @@ from easel.backends.diffusion.loading import pick_dtype
 from easel.backends.diffusion.previews import preview_steps
 from easel.jobs import GenerateJob, Render, VariationJob
 from easel.settings import ModelSpec, Settings
-from tests.helpers import decode, noisy_png, start_server
-
-from .conftest import model_toml
+from tests.helpers import decode, model_toml, noisy_png, start_server
 
 FAST = {"dtype": "float32", "steps": {"low": 2, "medium": 4, "high": 6}}
 

@@ -26,9 +26,7 @@ from easel.governance.db.database import sqlite_url
 from easel.governance.db.schema import UsageRecord
 from easel.jobs import GenerateJob, Render
 from easel.scheduler import FairQueue, Ticket
-from tests.helpers import Server, decode, items, start_server
-
-from .conftest import model_toml
+from tests.helpers import Server, decode, items, model_toml, start_server
 
 
 def pixels(b64: str | None) -> np.ndarray:
