@@ -116,7 +116,7 @@ def serve(
     logs.configure(settings.log_level, settings.log_format)
     sock = None
     if on_ray and settings.ray.address is not None and settings.port == 0:
-        raise click.ClickException("the Ray mode on a cluster needs a fixed port: pass --port (or EASEL_PORT)")
+        raise click.ClickException("the Ray mode on a cluster needs a fixed port: pass --port (EASEL_PORT)")
     if not on_ray or settings.ray.address is None:  # a local Serve proxy binds here, so check it can
         sock = _bind(settings.host, settings.port)
         settings = settings.model_copy(update={"port": sock.getsockname()[1]})
