@@ -154,7 +154,7 @@ def start_server(
     port: int | None = None,
     grace: float = 10.0,
 ) -> Server:
-    """`easel serve` in a subprocess on a free loopback port (or `port`), once /health answers."""
+    """`easel serve` in a subprocess on a free loopback port (or `port`), once /ready answers."""
     port = port or free_port()
     data_dir = data_dir or tmp / "data"
     cmd = [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir", str(data_dir)]
@@ -167,7 +167,7 @@ def start_server(
     process = subprocess.Popen([*cmd, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
     server = Server(process, port, data_dir, log, grace)
     try:
-        wait_until_up(process, f"{server.url}/health", log, "easel serve")
+        wait_until_up(process, f"{server.url}/ready", log, "easel serve")  # every model loaded
     except RuntimeError:
         server.stop()
         raise

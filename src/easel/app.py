@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from . import __version__
-from .api import admin, files, handlers, health, images, models
+from .api import admin, docs, files, handlers, health, images, models
 from .api.context import RequestContext
 from .backends import AnyBackend
 from .contract import openapi
@@ -28,16 +28,18 @@ def create_app(
     backends: Mapping[str, AnyBackend] | None = None,
     proxy_request_id: bool = False,
     replica: str | None = None,
+    load_in_background: bool = False,
 ) -> FastAPI:
     """The ASGI app. Pass `services` (or `backends`) to substitute parts in tests;
     `proxy_request_id` when the proxy in front names requests (Ray Serve's, which sends
-    `x-request-id` itself), and `replica` to name this replica in every response."""
+    `x-request-id` itself), and `replica` to name this replica in every response;
+    `load_in_background` answers (503 for a model still loading) while the models load."""
     settings = settings or (services.settings if services else Settings())
     services = services or build_services(settings, backends)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await services.service.open()
+        await services.service.open(wait=not load_in_background)
         sweeper = asyncio.create_task(_sweep_forever(services))
         writer = asyncio.create_task(services.gate.flush_forever())
         try:
@@ -58,12 +60,13 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="OpenAI's Images API, self-hosted.",
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves Swagger UI from local files
         redoc_url=None,
     )
     app.state.services = services
-    for router in (images.router, models.router, files.router, health.router, admin.router):
+    for router in (images.router, models.router, files.router, health.router, admin.router, docs.router):
         app.include_router(router)
+    docs.mount(app)
     app.add_middleware(RequestContext, proxy_request_id=proxy_request_id, replica=replica)
     handlers.install(app)
     app.openapi = _openapi(app, services)  # type: ignore[method-assign]

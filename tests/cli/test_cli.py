@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from easel.cli import cli
-from easel.cli.generate import output_paths
+from easel.cli.client import output_paths
 from tests.helpers import ROOT, Server, decode
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ import httpx
 import openai
 import orjson
 import pytest
+import yaml
 
 from tests.backends.diffusion.test_scheduling import STUCK, gauge, wait_until
 from tests.backing import RayCluster, start_ray_server
@@ -213,3 +214,32 @@ def test_a_replica_killed_while_it_holds_requests(server: Server, ray_driver: An
 
     wait_until(server, replaced, "Serve to replace both replicas")
     assert len(items(client(server).images.generate(model="sd", prompt="after", **QUICK))) == 1
+
+
+def test_the_serve_config_of_easel_ray_config_deploys(
+    server: Server, tmp_path: Path, ray_driver: Any
+) -> None:
+    """What `serve deploy` does with the printed YAML: its builder, given its args, under the
+    YAML's application (here beside the running one, at another route prefix)."""
+    from click.testing import CliRunner
+    from ray import serve
+
+    from easel.cli import cli
+    from easel.cluster.application import build_app
+
+    path = tmp_path / "easel.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n[[models]]\nid = "gpt-image-1"\n')
+    printed = CliRunner().invoke(cli, ["ray", "config", "--config", str(path)])
+    (app,) = yaml.safe_load(printed.output)["applications"]
+    module, name = app["import_path"].split(":")
+    assert (module, name) == ("easel.cluster.application", "build_app")
+    serve.run(build_app(app["args"]), name="from-yaml", route_prefix="/from-yaml")
+    try:
+        deployed = serve.status().applications["from-yaml"].deployments
+        assert set(deployed) == {d["name"] for d in app["deployments"]}
+        answer = httpx.post(f"{server.url}/from-yaml/v1/images/generations", timeout=STUCK,
+                            json={"model": "gpt-image-1", "prompt": "a kite", "size": "256x256"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["data"]) == 1
+    finally:
+        serve.delete("from-yaml")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from .deps import ServicesDep
 
@@ -19,14 +19,21 @@ async def health(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/ready", summary="Readiness, and each upstream's state")
-async def ready(services: ServicesDep) -> dict[str, Any]:
-    """Answered once every model has loaded; an upstream skipped after repeated failures is named."""
+async def ready(services: ServicesDep) -> JSONResponse:
+    """200 once every model has loaded (503 before, naming what still loads, or what failed); an
+    upstream skipped after repeated failures is named."""
+    service = services.service
     models: dict[str, Any] = {}
-    for model in services.service.models.values():
+    for model in service.models.values():
         relay = model.relay
-        models[model.id] = {"ready": True, **({"upstream": relay.status()} if relay is not None else {})}
+        state = {"ready": model.id not in service.loading}
+        models[model.id] = {**state, **({"upstream": relay.status()} if relay is not None else {})}
+    if service.failure is not None:
+        return JSONResponse({"status": "failed", "error": service.failure, "models": models}, 503)
+    if service.loading:
+        return JSONResponse({"status": "loading", "loading": sorted(service.loading), "models": models}, 503)
     skipped = [m for m, state in models.items() if not state.get("upstream", {}).get("available", True)]
-    return {"status": "degraded" if skipped else "ready", "skipped": skipped, "models": models}
+    return JSONResponse({"status": "degraded" if skipped else "ready", "skipped": skipped, "models": models})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -6,7 +6,7 @@ import click
 
 from .. import __version__
 from .admin import keys, usage
-from .generate import generate
+from .client import edit, generate, models, vary
 from .ray import ray_group
 from .serve import serve
 
@@ -35,6 +35,9 @@ def config_reference() -> None:
 
 cli.add_command(serve)
 cli.add_command(generate)
+cli.add_command(edit)
+cli.add_command(vary)
+cli.add_command(models)
 cli.add_command(keys)
 cli.add_command(usage)
 cli.add_command(ray_group)

@@ -123,7 +123,7 @@ def serve(
     try:
         # In the Ray mode too: the configuration, the backends' options, the bucket and the
         # database (migrated once, here) are checked before anything is deployed.
-        app = create_app(settings)
+        app = create_app(settings, load_in_background=not on_ray)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     managed = app.state.services.auth.store.any_keys()
@@ -206,4 +206,8 @@ def _run(app: Any, settings: Settings, sock: socket.socket) -> None:
         # answers are sent, never its plain-text 500.
         timeout_graceful_shutdown=math.ceil(grace) + 10,
     )
-    DrainingServer(config).run(sockets=[sock])
+    server = DrainingServer(config)
+    service.on_failure = lambda: setattr(server, "should_exit", True)
+    server.run(sockets=[sock])
+    if service.failure is not None:
+        raise click.ClickException(f"{service.failure}. Check its [models.options] (docs/diffusers.md).")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -84,15 +84,46 @@ class ImageService:
         self.remote = remote
         self.draining = False
         self.started = int(time.time())
+        #: The models whose backends have not loaded yet (their requests get a retryable 503).
+        self.loading: set[str] = {m.id for m in self.here()}
+        #: Why a model could not load, once one failed (`easel serve` then stops).
+        self.failure: str | None = None
+        #: Called once a model has failed to load (set by `easel serve`, to stop serving).
+        self.on_failure: Callable[[], None] | None = None
+        self._loader: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Start every backend (loading weights, in a thread for a `Backend`), then the queues."""
-        for model in self.here():
-            await lifecycle(model.backend, starting=True)
+    async def open(self, *, wait: bool = True) -> None:
+        """Start the queues, then every backend (loading weights, in a thread for a `Backend`):
+        awaited, or (`wait=False`) in the background while the server already answers."""
         for scheduler in self.schedulers.values():
             scheduler.start()
+        if wait:
+            await self.load()
+        else:
+            self._loader = asyncio.create_task(self.load())
+            self._loader.add_done_callback(self._loaded)
+
+    async def load(self) -> None:
+        """Start every backend in turn; a model that fails is `failure`, and the error is raised."""
+        began = time.monotonic()
+        for model in self.here():
+            try:
+                await lifecycle(model.backend, starting=True)
+            except Exception as exc:
+                self.failure = f"model {model.id!r} failed to load: {exc}"
+                raise
+            self.loading.discard(model.id)
+            log.info("model %s loaded", model.id)
+        log.info("easel is ready: every model has loaded (%.1f s)", time.monotonic() - began)
+
+    def _loaded(self, loader: asyncio.Task[None]) -> None:
+        if loader.cancelled() or loader.exception() is None:
+            return
+        log.error("%s; stopping", self.failure or f"loading failed: {loader.exception()!r}")
+        if self.on_failure is not None:
+            self.on_failure()
 
     def drain(self, grace: float | None = None) -> None:
         """Shutting down: refuse new work, answer the waiting with 503, let running work finish,
@@ -113,7 +144,11 @@ class ImageService:
             log.info("shutting down: %d running request(s) past the %g s grace answered 503", given_up, grace)
 
     async def close(self) -> None:
-        """Stop the queues, then release every backend."""
+        """Stop loading and the queues, then release every backend."""
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
         for scheduler in self.schedulers.values():
             await scheduler.stop()
         for model in self.here():
@@ -251,6 +286,12 @@ class ImageService:
         relay = model.relay
         if self.draining:
             raise errors.overloaded("The server is shutting down.", 1.0)
+        if model.id in self.loading:
+            raise errors.ServiceUnavailableError(
+                f"The model '{model.id}' is still loading; retry shortly.",
+                code="model_loading",
+                headers=errors.retry_headers(2.0),
+            )
         if relay is not None:
             relay.check_room()
         else:
