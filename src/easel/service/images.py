@@ -84,8 +84,9 @@ class ImageService:
         self.remote = remote
         self.draining = False
         self.started = int(time.time())
-        #: The models whose backends have not loaded yet (their requests get a retryable 503).
-        self.loading: set[str] = {m.id for m in self.here()}
+        #: The models whose backends are loading (their requests get a retryable 503); filled by
+        #: `open`, so an app driven without its lifespan (some test clients) never waits on it.
+        self.loading: set[str] = set()
         #: Why a model could not load, once one failed (`easel serve` then stops).
         self.failure: str | None = None
         #: Called once a model has failed to load (set by `easel serve`, to stop serving).
@@ -97,6 +98,7 @@ class ImageService:
     async def open(self, *, wait: bool = True) -> None:
         """Start the queues, then every backend (loading weights, in a thread for a `Backend`):
         awaited, or (`wait=False`) in the background while the server already answers."""
+        self.loading = {m.id for m in self.here()}
         for scheduler in self.schedulers.values():
             scheduler.start()
         if wait:
