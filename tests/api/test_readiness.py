@@ -53,9 +53,11 @@ def test_the_port_answers_while_a_model_loads(tmp_path: Path) -> None:
         deadline = time.monotonic() + STUCK  # the first model loads on its own, quickly
         while http.post("/v1/images/generations", json=gpt).status_code != 200:
             assert time.monotonic() < deadline
+            time.sleep(0.01)
         slow.gate.set()
         while http.get("/ready").status_code != 200:
             assert time.monotonic() < deadline, "the model never loaded"
+            time.sleep(0.01)
         assert http.get("/ready").json()["status"] == "ready"
         assert http.post("/v1/images/generations", json=body).status_code == 200
 
@@ -68,6 +70,7 @@ def test_a_model_that_fails_to_load_is_named_by_ready(tmp_path: Path) -> None:
         deadline = time.monotonic() + STUCK
         while (ready := http.get("/ready").json())["status"] == "loading":
             assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert ready["status"] == "failed"
         assert (
             "model 'gpt-image-1' failed to load: unet/diffusion_pytorch_model.safetensors" in ready["error"]

@@ -36,13 +36,8 @@ def replica_capacity(spec: ModelSpec) -> int:
     """Requests one replica takes at once: its own queue's, and as many as its runs hold."""
     backend = build(spec)  # its options checked now, before anything is deployed
     assert not isinstance(backend, RelayBackend)
-    workers = backend.concurrency or max(1, int(spec.ray.num_cpus + 0.999))
+    workers = backend.concurrency or spec.ray.workers
     return spec.max_queue + workers * (spec.max_batch_size or backend.default_batch_size)
-
-
-def capacity(spec: ModelSpec) -> int:
-    """Requests the model takes at once across its replicas and Ray's queue (past it, a 503)."""
-    return spec.ray.most * replica_capacity(spec) + spec.ray.max_queued
 
 
 def deployments(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -83,7 +78,7 @@ def application(settings: Settings, env: Mapping[str, str] | None = None) -> App
     if env:
         for deployment in options.values():
             deployment["ray_actor_options"]["runtime_env"] = {"env_vars": dict(env)}
-    models = {}
+    models, capacities = {}, {}
     for spec in settings.models:
         if rendered_here(spec):
             name = deployment_name(spec.id)
@@ -91,8 +86,10 @@ def application(settings: Settings, env: Mapping[str, str] | None = None) -> App
             models[spec.id] = replica.bind(
                 spec.model_dump(mode="json"), settings.log_level, settings.log_format
             )
+            # What the model takes at once across its replicas and Ray's queue (past it, a 503).
+            capacities[spec.id] = spec.ray.most * options[name]["max_ongoing_requests"] + spec.ray.max_queued
     ingress = serve.deployment(name="ingress", **options["ingress"])(serve.ingress()(Ingress))
-    return ingress.bind(settings.model_dump(mode="json"), models)
+    return ingress.bind(settings.model_dump(mode="json"), models, capacities)
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -110,9 +107,15 @@ class Ingress:
     """easel's own app in a Serve replica: auth, validation, limits, usage, storage and the SSE
     framing, with each rendered model's queue being its deployment (`RemoteQueue`)."""
 
-    def __init__(self, settings: dict[str, Any], models: Mapping[str, DeploymentHandle[Any]]) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        models: Mapping[str, DeploymentHandle[Any]],
+        capacities: dict[str, int],
+    ) -> None:
         self.settings = Settings(**settings)
         self.models = dict(models)
+        self.capacities = capacities
 
     def __serve_build_asgi_app__(self) -> object:
         from ray import serve
@@ -126,9 +129,8 @@ class Ingress:
         settings = self.settings
         logs.configure(settings.log_level, settings.log_format)
         metrics = Metrics()
-        specs = {spec.id: spec for spec in settings.models}
         queues = {
-            model_id: RemoteQueue(model_id, handle, capacity(specs[model_id]), metrics)
+            model_id: RemoteQueue(model_id, handle, self.capacities[model_id], metrics)
             for model_id, handle in self.models.items()
         }
         services = build_services(settings, queues=queues, metrics=metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -41,6 +42,11 @@ class ModelRaySettings(BaseModel):
         if self.max_replicas is not None and (self.min_replicas or 0) > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
         return self
+
+    @property
+    def workers(self) -> int:
+        """Renders one replica runs at once: as many as the CPUs it reserved (more only thrash)."""
+        return max(1, math.ceil(self.num_cpus))
 
     @property
     def most(self) -> int:

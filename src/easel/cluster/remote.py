@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,6 +17,9 @@ from ..scheduler import Finished, Partial, Ticket, receive
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+
+    #: A call to a replica: a whole answer, or a stream of events.
+    Call = DeploymentResponse[Any] | DeploymentResponseGenerator[Any]
 
 log = logging.getLogger("easel.cluster")
 
@@ -92,7 +95,8 @@ class RemoteQueue:
             ticket.request_id,
         )
         if not ticket.streamed:
-            self.calls[ticket] = asyncio.create_task(self._whole(ticket, order))
+            call = cast("DeploymentResponse[Any]", self.handle.answer.remote(order))
+            self.calls[ticket] = asyncio.create_task(self._pump(ticket, call, _listed(call)))
             return
         stream = cast("DeploymentResponseGenerator[Any]", self.streaming.run.remote(order))
         self.sending += 1
@@ -106,7 +110,7 @@ class RemoteQueue:
             self.sending -= 1
         if isinstance(first, errors.APIError):
             raise first
-        self.calls[ticket] = asyncio.create_task(self._pump(ticket, stream))
+        self.calls[ticket] = asyncio.create_task(self._pump(ticket, stream, stream))
 
     def results(self, ticket: Ticket) -> AsyncGenerator[Partial | Finished, None]:
         return receive(ticket, self.abandon)
@@ -137,35 +141,18 @@ class RemoteQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await call
 
-    async def _whole(self, ticket: Ticket, order: Order) -> None:
-        """A whole answer's items, posted to the ticket in one go."""
-        call = self.handle.answer.remote(order)
+    async def _pump(self, ticket: Ticket, call: Call, items: AsyncIterator[Any]) -> None:
+        """A call's items (a stream's events, or a whole answer's), posted to the ticket; a
+        failure (the replica's own, or the call's) ends it."""
         try:
             with self._mapped(ticket):
-                answer: list[Any] = await call
-            for item in answer:
-                ticket.post(item)
-            if not answer or not isinstance(answer[-1], errors.APIError):
-                ticket.post(None)
-        except asyncio.CancelledError:
-            _cancel(call)  # the replica's run is cancelled: its render stops at the next step
-            raise
-        except errors.APIError as exc:
-            ticket.post(exc)
-        finally:
-            self.calls.pop(ticket, None)
-
-    async def _pump(self, ticket: Ticket, stream: DeploymentResponseGenerator[Any]) -> None:
-        """The replica's events, posted to the ticket; a failure (its own, or the call's) ends it."""
-        try:
-            with self._mapped(ticket):
-                async for item in stream:
+                async for item in items:
                     ticket.post(item)
                     if isinstance(item, errors.APIError):
                         return
             ticket.post(None)
         except asyncio.CancelledError:
-            _cancel(stream)  # the replica's generator is cancelled: its render stops at the next step
+            _cancel(call)  # the replica's run is cancelled: its render stops at the next step
             raise
         except errors.APIError as exc:
             ticket.post(exc)
@@ -219,7 +206,13 @@ class RemoteQueue:
         return errors.overloaded(message, retry)
 
 
-def _cancel(call: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]) -> None:
+async def _listed(call: DeploymentResponse[Any]) -> AsyncIterator[Any]:
+    """A whole answer's items, once it has come."""
+    for item in await call:
+        yield item
+
+
+def _cancel(call: Call) -> None:
     """Cancel a call to a replica; what it had already failed with (raised by `cancel`) is moot."""
     with contextlib.suppress(Exception):
         call.cancel()  # type: ignore[no-untyped-call]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -40,8 +39,7 @@ class ModelReplica:
             raise errors.BackendConfigError(f"model {self.spec.id!r}: a relay runs in the ingress")
         self.backend = backend
         self.metrics = Metrics()
-        # A replica renders with the CPUs it reserved: more renders at once would only thrash.
-        workers = max(1, math.ceil(self.spec.ray.num_cpus))
+        workers = self.spec.ray.workers
         await lifecycle(backend, starting=True)
         self.scheduler = Scheduler.serving(
             self.spec, backend, self.metrics, anyio.CapacityLimiter(workers), workers
