@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from . import __version__
-from .api import admin, docs, files, handlers, health, images, models
+from .api import admin, docs, files, handlers, health, images, models, playground
 from .api.context import RequestContext
 from .backends import AnyBackend
 from .contract import openapi
@@ -67,6 +67,9 @@ def create_app(
     for router in (images.router, models.router, files.router, health.router, admin.router, docs.router):
         app.include_router(router)
     docs.mount(app)
+    if settings.playground:
+        app.include_router(playground.router)
+        playground.mount(app)
     app.add_middleware(RequestContext, proxy_request_id=proxy_request_id, replica=replica)
     handlers.install(app)
     app.openapi = _openapi(app, services)  # type: ignore[method-assign]

@@ -271,6 +271,9 @@ class Settings(BaseSettings):
         None, ge=1, description="Images per minute per model for keys that set none (and open access)."
     )
     usage_records: bool = Field(True, description="Write a usage row per request to the database.")
+    playground: bool = Field(
+        True, description="Serve the web playground at /playground (and redirect / to it); false: both 404."
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text or as JSON objects.")
     log_prompts: bool = Field(False, description="Include prompts in the request log lines.")
     moderation: ModerationSettings = Field(

@@ -1,5 +1,5 @@
-"""GET /docs: Swagger UI from the packaged swagger-ui-bundle, served by easel itself (no CDN, so it
-works offline), over easel's own OpenAPI document."""
+"""GET /docs: Swagger UI 5 from the fastapi-offline package's files, served by easel itself (no
+CDN, so it works offline), over easel's own OpenAPI 3.1 document."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ router = APIRouter(include_in_schema=False)
 #: Where the Swagger UI files are served; relative links keep working behind a path prefix.
 ASSETS = "docs/assets"
 
-#: swagger-ui-dist's own index.html and initializer, but for the document it loads and no
+#: FastAPI's own Swagger UI page, but for the files (easel's), the document it loads and no
 #: validator badge (which would ask validator.swagger.io): nothing from any other origin.
 PAGE = f"""<!doctype html>
 <html lang="en">
@@ -21,22 +21,19 @@ PAGE = f"""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>easel: OpenAI's Images API, self-hosted</title>
 <link rel="stylesheet" href="{ASSETS}/swagger-ui.css">
-<link rel="stylesheet" href="{ASSETS}/index.css">
-<link rel="icon" type="image/png" href="{ASSETS}/favicon-32x32.png" sizes="32x32">
+<link rel="icon" type="image/png" href="{ASSETS}/favicon.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
 <script src="{ASSETS}/swagger-ui-bundle.js" charset="utf-8"></script>
-<script src="{ASSETS}/swagger-ui-standalone-preset.js" charset="utf-8"></script>
 <script>
 window.ui = SwaggerUIBundle({{
   url: "openapi.json",
   dom_id: "#swagger-ui",
   deepLinking: true,
   validatorUrl: null,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  plugins: [SwaggerUIBundle.plugins.DownloadUrl],
-  layout: "StandaloneLayout",
+  layout: "BaseLayout",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
 }});
 </script>
 </body>
@@ -50,7 +47,8 @@ async def docs() -> HTMLResponse:
 
 
 def mount(app: FastAPI) -> None:
-    """Serve the Swagger UI files (the swagger-ui-bundle package's) under /docs/assets."""
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    """Serve the Swagger UI files (the fastapi-offline package's) under /docs/assets."""
+    from importlib.resources import files
 
-    app.mount(f"/{ASSETS}", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    static = files("fastapi_offline") / "static"
+    app.mount(f"/{ASSETS}", StaticFiles(directory=str(static)), name="docs-assets")

@@ -30,11 +30,11 @@ def model_entry(rules: ModelRules, served_by: str, created: int) -> ModelEntry:
         "output_formats": [f for f in surface.formats if f in caps.output_formats] if surface.gpt else [],
         "complexity": surface.complexity and caps.complexity,
         "markup": surface.markup and caps.markup,
-        "operations": sorted(caps.operations),
+        "operations": [op for op in sorted(caps.operations) if rules.serves(op)],
         "transparent_background": caps.transparent_background,
         "extensions": sorted(caps.extensions),
         "max_steps": caps.max_steps,
         "guidance_range": list(caps.guidance_range),
         "max_input_images": caps.max_input_images,
-        "partial_images": caps.previews,
+        "partial_images": caps.previews and surface.gpt,  # `stream` is a GPT image field
     }

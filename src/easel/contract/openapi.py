@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import APIError
 from ..jobs import Operation
 from .responses import SCHEMAS, ImagesResponse, ModelEntry, ModelList
 from .rules import ModelRules
@@ -45,9 +44,7 @@ def _merge(into: dict[str, Any], schema: dict[str, Any]) -> None:
 def _fields(models: Iterable[ModelRules], op: Operation, *, json: bool) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for rules in models:
-        try:
-            rules.check_operation(op)
-        except APIError:
+        if not rules.serves(op):
             continue
         if json and rules.profile != "gpt-image":
             continue

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from PIL import Image
 
 from .. import imaging
-from ..errors import BadRequestError
+from ..errors import APIError, BadRequestError
 from ..imaging import Limits, Upload
 from ..jobs import (
     Capabilities,
@@ -91,6 +91,14 @@ class ModelRules:
             raise BadRequestError(
                 f"The model '{model}' does not support image {op}.", code="invalid_value", param="model"
             )
+
+    def serves(self, op: Operation) -> bool:
+        """Whether this id answers `op` at all (a multipart request of it)."""
+        try:
+            self.check_operation(op)
+        except APIError:
+            return False
+        return True
 
     def params(self, op: Operation, *, json: bool = False) -> dict[str, Param]:
         return self._tables[(op, json)]
