@@ -458,6 +458,10 @@ def sent_files(page: Page, tmp_path: Path) -> dict[str, bytes]:
 
 def test_a_result_or_a_dropped_file_goes_to_the_canvas(playground: Playground, tmp_path: Path) -> None:
     page = playground.page
+    page.get_by_role("tab", name="Edit").click()
+    page.get_by_role("form", name="Request").get_by_role("button", name="View code").click()
+    assert page.get_by_role("alert").inner_text() == "Choose or drop an image to edit first."  # no code yet
+    page.get_by_role("tab", name="Generate").click()
     page.get_by_label("Prompt", exact=True).fill("a boat")
     result = image_bytes(generate(page))
     page.locator("figure.result").get_by_role("button", name="Edit this").click()

@@ -114,14 +114,17 @@ function seedOf(request, item, i) {
   return request.fields.seed === undefined ? null : request.fields.seed + i;
 }
 
+/** Why the form cannot make a request for `endpoint` yet (shown as an error), or null. */
+function missing(endpoint) {
+  if (controls === null) return "No models are listed yet: enter this server's API key above.";
+  if (endpoint !== "generations" && !painter.loaded) return "Choose or drop an image to edit first.";
+  return null;
+}
+
 async function submit(endpoint) {
   clearError();
-  if (controls === null) {
-    showError({ message: "No models are listed yet: enter this server's API key above." });
-    return;
-  }
-  if (endpoint !== "generations" && !painter.loaded) {
-    showError({ message: "Choose or drop an image to edit first." });
+  if (missing(endpoint)) {
+    showError({ message: missing(endpoint) });
     return;
   }
   const request = await describe(endpoint);
@@ -409,7 +412,10 @@ function wire() {
   });
   for (const id of ["size", "format", "stream"]) $(id).addEventListener("change", () => controls.refresh());
   $("view-code").onclick = async () => {
-    if (controls !== null) showCode(await describe(mode === "generate" ? "generations" : "edits"));
+    const endpoint = mode === "generate" ? "generations" : "edits";
+    clearError();
+    if (missing(endpoint)) showError({ message: missing(endpoint) });
+    else showCode(await describe(endpoint));
   };
   $("close-code").onclick = () => $("code-dialog").close();
   $("close-compare").onclick = () => $("compare-dialog").close();
