@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -173,6 +174,7 @@ def test_the_model_picker_offers_what_the_model_supports(playground: Playground)
     assert model.input_value() == "gpt-image-2.6-sunburst"  # the server's default comes first
     assert "custom" in options_of(page, "Size")
     assert page.get_by_label("Complexity", exact=True).is_visible()
+    assert options_of(page, "Background")[1:] == ["transparent", "opaque", "auto"]
     assert options_of(page, "Format")[1:] == ["png", "jpeg", "webp", "gif", "svg"]
     page.get_by_label("Format", exact=True).select_option("gif")
     assert page.get_by_label("Frames", exact=True).is_visible()
@@ -386,6 +388,24 @@ def test_a_rate_limit_shows_its_message_and_the_retry_countdown(
         assert page.get_by_role("button", name="Generate", exact=True).is_disabled()
 
 
+def test_a_full_queue_shows_its_503_and_the_retry_countdown(
+    browser: Browser, configured: Callable[[str], Server]
+) -> None:
+    server = configured('[[models]]\nid = "gpt-image-2.6-sunburst"\nmax_queue = 0\n')  # every request: 503
+    refused = httpx.post(f"{server.url}/v1/images/generations", json={"prompt": "x"}, timeout=60)
+    assert refused.status_code == 503
+    with open_playground(browser, server) as playground:
+        page = playground.page
+        page.get_by_label("Prompt", exact=True).fill("no room")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        alert = page.get_by_role("alert")
+        alert.locator(".retry").wait_for()
+        assert alert.locator(".message").inner_text() == refused.json()["error"]["message"]  # as it is
+        assert alert.locator(".meta").inner_text().startswith("HTTP 503")
+        assert re.fullmatch(r"Retry in \d+ s", alert.locator(".retry").inner_text())
+        assert page.get_by_role("button", name="Generate", exact=True).is_disabled()
+
+
 def test_the_page_and_the_api_docs_ask_nothing_of_any_other_origin(playground: Playground) -> None:
     page = playground.page
     response = page.request.get(f"{playground.server.url}/playground")
@@ -476,3 +496,29 @@ def test_a_result_or_a_dropped_file_goes_to_the_canvas(playground: Playground, t
     assert set(sent_files(page, tmp_path / "b")) == {"dropped.png", "mask.png"}
     page.get_by_role("button", name="Clear mask").click()
     assert sent_files(page, tmp_path / "c") == {"dropped.png": dropped}  # cleared: no mask is sent
+
+
+def test_recall_puts_back_the_image_and_the_painted_mask(playground: Playground, tmp_path: Path) -> None:
+    page = playground.page
+    photo = start_edit(page, tmp_path, 9, "a lamp")
+    page.get_by_label("Stream", exact=True).uncheck()
+    paint(page, page.get_by_role("img", name="Mask canvas"), (0.3, 0.3), (0.7, 0.3))
+    (tmp_path / "before").mkdir()
+    before = sent_files(page, tmp_path / "before")
+    generate(page)
+    page.get_by_role("list", name="History entries").locator("li").first.wait_for()
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.get_by_role("list", name="History entries").locator("li").first.get_by_role(
+        "button", name="Recall"
+    ).click()
+    page.locator("#canvas:not(.empty)").wait_for()
+    assert page.get_by_label("Prompt", exact=True).input_value() == "a lamp"
+    (tmp_path / "after").mkdir()
+    after = sent_files(page, tmp_path / "after")
+    assert set(after) == {"photo.png", "mask.png"}
+    assert after["photo.png"] == photo
+    alpha = [
+        np.asarray(Image.open(io.BytesIO(files["mask.png"])).getchannel("A")) for files in (before, after)
+    ]
+    assert np.array_equal(alpha[0], alpha[1])  # the same painted pixels

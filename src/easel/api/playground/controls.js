@@ -123,7 +123,7 @@ export class Controls {
     for (const [id, [name, read]] of Object.entries(FIELDS)) {
       const control = $(id);
       if (control.closest(".field").hidden || control.closest("fieldset").hidden || control.value === "") continue;
-      if (endpoint === "variations" && !["seed"].includes(name)) continue;
+      if (endpoint === "variations" && name !== "seed") continue; // a variation takes no prompt options
       fields[name] = read(control.value);
     }
     if (!this.gpt) fields.response_format = "b64_json"; // DALL·E answers with URLs unless asked

@@ -48,8 +48,7 @@ export class Painter {
   }
 
   setMode(mode) {
-    this.mode = mode;
-    this.layers.mask.hidden = false; // the mask stays visible under a markup, for reference
+    this.mode = mode; // the mask stays visible under a markup, for reference
     this.layers.markup.hidden = mode !== "markup";
     this.layers.mask.classList.toggle("inactive", mode !== "mask");
   }
