@@ -23,7 +23,16 @@ def test_the_page_and_its_modules_are_served_from_this_origin(tmp_path: Path) ->
         assert "default-src 'none'" in policy
         assert "connect-src 'self' blob:" in policy
         assert re.findall(r"https?://", page.text) == []  # no CDN, no fonts from elsewhere
-        modules = ["main.js", "api.js", "code.js", "controls.js", "history.js", "painter.js"]
+        modules = [
+            "main.js",
+            "api.js",
+            "code.js",
+            "controls.js",
+            "dom.js",
+            "errors.js",
+            "history.js",
+            "painter.js",
+        ]
         for name in ["style.css", *modules]:
             asset = http.get(f"/playground/assets/{name}")
             assert asset.status_code == 200, name

@@ -4,17 +4,16 @@
 import * as api from "./api.js";
 import { LANGUAGES, outputName } from "./code.js";
 import { Controls } from "./controls.js";
+import { $, blobOf, button, download, el } from "./dom.js";
+import { clearError, retryBlocked, showError, whenRetryChanges } from "./errors.js";
 import * as history from "./history.js";
 import { Painter } from "./painter.js";
 
-const $ = (id) => document.getElementById(id);
-const MIME = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp", gif: "image/gif", svg: "image/svg+xml" };
 const MAX_SEED = 2 ** 32;
 
 let controls = null;
 let mode = "generate";
 let running = null; // the AbortController of the request in flight
-let countdown = null;
 const painter = new Painter({
   canvas: $("canvas"),
   image: $("image-layer"),
@@ -22,71 +21,13 @@ const painter = new Painter({
   markup: $("markup-layer"),
 });
 
-// ---- small helpers --------------------------------------------------------------------------
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function button(text, onclick, props = {}) {
-  return el("button", { type: "button", textContent: text, onclick, ...props });
-}
-
-function blobOf(b64, format) {
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  return new Blob([bytes], { type: MIME[format] || "image/png" });
-}
-
-function download(blob, name, label = "Download") {
-  return el("a", { href: URL.createObjectURL(blob), download: name, textContent: label, className: "button" });
-}
-
 function status(text) {
   $("status").textContent = text;
 }
 
-// ---- errors ---------------------------------------------------------------------------------
-
-/** OpenAI's message as it is, what else the envelope says, and a countdown where a retry helps. */
-function showError(error) {
-  clearError();
-  const box = $("error");
-  const meta = [error.status && `HTTP ${error.status}`, error.type, error.code, error.param && `param: ${error.param}`];
-  box.append(el("p", { className: "message", textContent: error.message }));
-  const details = meta.filter(Boolean).join(" · ");
-  if (details) box.append(el("p", { className: "meta", textContent: details }));
-  box.hidden = false;
-  if ((error.status === 429 || error.status === 503) && error.retryAfterMs) {
-    const retry = el("p", { className: "retry" });
-    box.append(retry);
-    const until = Date.now() + error.retryAfterMs;
-    $("generate").disabled = true;
-    const tick = () => {
-      const left = Math.ceil((until - Date.now()) / 1000);
-      if (left > 0) {
-        retry.textContent = `Retry in ${left} s`;
-        return;
-      }
-      retry.textContent = "You can retry now.";
-      stopCountdown();
-    };
-    tick();
-    countdown = setInterval(tick, 250);
-  }
-}
-
-function stopCountdown() {
-  if (countdown !== null) clearInterval(countdown);
-  countdown = null;
-  $("generate").disabled = running !== null;
-}
-
-function clearError() {
-  stopCountdown();
-  $("error").replaceChildren();
-  $("error").hidden = true;
+/** Generate waits while a request runs, and while a refusal's retry countdown does. */
+function idle() {
+  $("generate").disabled = running !== null || retryBlocked();
 }
 
 // ---- sending --------------------------------------------------------------------------------
@@ -137,7 +78,7 @@ async function submit(endpoint) {
 
 async function run(request) {
   running = new AbortController();
-  $("generate").disabled = true;
+  idle();
   $("vary").disabled = true;
   $("cancel").hidden = false;
   $("gallery").replaceChildren();
@@ -190,7 +131,7 @@ async function run(request) {
     running = null;
     $("cancel").hidden = true;
     $("vary").disabled = false;
-    if (countdown === null) $("generate").disabled = false;
+    idle();
   }
 }
 
@@ -392,6 +333,7 @@ async function loadModels() {
 }
 
 function wire() {
+  whenRetryChanges(idle);
   $("key").value = api.key.get();
   $("key-form").addEventListener("submit", (e) => e.preventDefault());
   $("key").addEventListener("change", () => {
@@ -435,16 +377,15 @@ function wire() {
   };
 
   // The canvas: a file, a drop, the tools and their keys.
-  $("image-file").addEventListener("change", () => {
-    const file = $("image-file").files[0];
-    if (file) painter.load(file, file.name).catch((e) => showError({ message: `That file is not an image this browser can read: ${e.message}` }));
-  });
+  const open = (file) =>
+    file &&
+    painter.load(file, file.name).catch((e) => showError({ message: `That file is not an image this browser can read: ${e.message}` }));
+  $("image-file").addEventListener("change", () => open($("image-file").files[0]));
   const canvas = $("canvas");
   canvas.addEventListener("dragover", (e) => e.preventDefault());
   canvas.addEventListener("drop", (e) => {
     e.preventDefault();
-    const file = e.dataTransfer.files[0];
-    if (file) painter.load(file, file.name).catch((err) => showError({ message: `That file is not an image this browser can read: ${err.message}` }));
+    open(e.dataTransfer.files[0]);
   });
   const tool = (name) => {
     painter.tool = name;
